@@ -1,0 +1,1 @@
+"""clearhouse: post-trade clearing and settlement on a verifiable shared ledger."""

@@ -1,0 +1,1 @@
+"""Domain primitives shared by every layer: money, calendar, hashing, errors. Imports nothing else of clearhouse."""

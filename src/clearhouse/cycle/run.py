@@ -1,0 +1,270 @@
+"""The clearing and settlement cycle on the embedded ledger, business day by business day.
+
+A run is a deterministic plan of blocks: genesis; set-up (members admitted by the CCP,
+securities registered and opening holdings issued by the CSD, opening cash deposited by the
+central bank); then for every business day from the first trade date to the last settlement
+date, the day's trade batches (each signed by its submitter: the exchange for locked-in trades,
+or a member for trades it is party to), and a block with the CCP's cut-off (novation and
+netting) and settlement run. Block timestamps are derived from the plan, so the same scenario
+and keys always give the same ledger. A run on a data directory that already holds part of the
+same plan resumes after its last stored block.
+Imports clearhouse.core, ledger, clearing, state, node and cycle only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from clearhouse.clearing.batch import TRADE_COLUMNS, encode_trades
+from clearhouse.core.calendar import BusinessCalendar, from_day_number
+from clearhouse.core.errors import InputError
+from clearhouse.core.money import to_minor
+from clearhouse.cycle.scenario import Scenario
+from clearhouse.ledger.crypto import KeyPair, KeyStore
+from clearhouse.ledger.records import Submission
+from clearhouse.ledger.sqlite_store import SqliteStore
+from clearhouse.node.node import Node
+from clearhouse.state.kinds import Kind, Role, encode_json
+
+SEQUENCER, CCP, CSD, CENTRAL_BANK, EXCHANGE, REGULATOR = (
+    "SEQUENCER", "CCP", "CSD", "CENTRAL_BANK", "EXCHANGE", "REGULATOR",
+)
+SYSTEM_ROLES = {
+    CCP: Role.ccp, CSD: Role.csd, CENTRAL_BANK: Role.central_bank,
+    EXCHANGE: Role.venue, REGULATOR: Role.regulator,
+}
+TRADES_PER_SUBMISSION = 100_000
+LEDGER_FILE = "ledger.sqlite"
+
+Progress = Callable[[str, int, int], None]
+
+
+def parse_cycle(text: str) -> int:
+    """'T+2' -> 2; T+0, T+1 and T+2 (and higher) are accepted."""
+    match = re.fullmatch(r"\s*[Tt]\s*\+\s*(\d)\s*", text)
+    if not match:
+        raise InputError(f"settlement cycle must look like T+2, not {text!r}")
+    return int(match.group(1))
+
+
+def sign(key: KeyPair, submitter: str, submission_id: str, kind: Kind, payload: bytes) -> Submission:
+    digest = Submission.digest_for(submission_id, str(kind), submitter, payload)
+    return Submission(submission_id, str(kind), submitter, payload, key.sign(digest))
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One planned block: its business date and its submissions, built only when needed."""
+
+    day: dt.date
+    ids: tuple[str, ...]
+    build: Callable[[], list[Submission]]
+
+
+class Keys:
+    """The key pairs of every participant of a run, under ``DATA/keys``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.store = KeyStore(data_dir / "keys")
+        self._cache: dict[str, KeyPair] = {}
+
+    def __getitem__(self, owner: str) -> KeyPair:
+        if owner not in self._cache:
+            self._cache[owner] = self.store.get_or_create(owner)
+        return self._cache[owner]
+
+
+def _day_column(col: str) -> pl.Expr:
+    c = pl.col(col).str.strip_chars()
+    parsed = c.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+    return pl.when(c.str.contains(r"^\d{4}-\d{2}-\d{2}$")).then(parsed).otherwise(None).cast(pl.Int64)
+
+
+def schedule_trades(trades: pl.DataFrame, calendar: BusinessCalendar, cycle_days: int) -> pl.DataFrame:
+    """Fill default settlement dates (trade date + cycle business days) and the day each batch is sent.
+
+    A trade is sent on its trade date (the next business day if that is not one, where the ledger
+    rejects it as such); a trade whose dates cannot be read is sent on the first day, where the
+    ledger rejects it with the reason.
+    """
+    td_series = trades.select(_day_column("trade_date")).to_series()
+    valid = td_series.is_not_null().to_numpy()
+    td_int = td_series.fill_null(0).to_numpy().astype(np.int64)
+    if not valid.any():
+        raise InputError("no trade has a readable trade date (YYYY-MM-DD)")
+    send = np.zeros(len(td_int), dtype=np.int64)
+    send[valid] = calendar.add_business_days_vec(td_int[valid], 0)
+    send[~valid] = send[valid].min()
+    default_sd = np.zeros(len(td_int), dtype=np.int64)
+    default_sd[valid] = calendar.add_business_days_vec(td_int[valid], cycle_days)
+    sd_col = pl.Series("default_sd", default_sd).cast(pl.Date)
+    frame = trades.with_columns(
+        pl.when(pl.col("settlement_date").str.strip_chars() == "")
+        .then(pl.when(pl.Series(valid)).then(sd_col.dt.to_string("%Y-%m-%d")).otherwise(pl.lit("")))
+        .otherwise(pl.col("settlement_date"))
+        .alias("settlement_date"),
+        send_day=pl.Series(send),
+    )
+    return frame
+
+
+def _run_days(frame: pl.DataFrame, calendar: BusinessCalendar) -> list[dt.date]:
+    send = frame["send_day"].to_numpy()
+    sd = frame.select(_day_column("settlement_date")).to_series().drop_nulls().to_numpy()
+    first = int(send.min())
+    last = max(int(send.max()), int(sd.max()) if len(sd) else first)
+    last = min(last, first + 3660)  # a settlement date years away is rejected, not waited for
+    return list(calendar.business_days(from_day_number(first), from_day_number(last)))
+
+
+def plan(scenario: Scenario, keys: Keys, cycle_days: int) -> Iterator[Step]:
+    """Every block of the run, in order."""
+    calendar = BusinessCalendar.of(scenario.holidays)
+    frame = schedule_trades(scenario.trades, calendar, cycle_days)
+    days = _run_days(frame, calendar)
+    clash = set(scenario.participants["participant_id"].to_list()) & (set(SYSTEM_ROLES) | {SEQUENCER})
+    if clash:
+        raise InputError(f"participant ids reserved for the system: {', '.join(sorted(clash))}")
+    first = days[0]
+
+    def genesis() -> list[Submission]:
+        seq = keys[SEQUENCER]
+        cfg = {
+            "network": "clearhouse",
+            "sequencer": {"id": SEQUENCER, "public_key": seq.public_hex},
+            "participants": [
+                {"id": pid, "name": pid.replace("_", " ").title(), "role": str(role),
+                 "public_key": keys[pid].public_hex}
+                for pid, role in SYSTEM_ROLES.items()
+            ],
+            "holidays": sorted(d.isoformat() for d in scenario.holidays),
+        }
+        return [sign(seq, SEQUENCER, "genesis", Kind.genesis, encode_json(cfg))]
+
+    yield Step(first, ("genesis",), genesis)
+
+    def setup() -> list[Submission]:
+        members = [
+            {"id": r["participant_id"].strip(), "name": r["name"], "role": "member",
+             "public_key": keys[r["participant_id"].strip()].public_hex}
+            for r in scenario.participants.iter_rows(named=True)
+        ]
+        securities = []
+        for r in scenario.securities.iter_rows(named=True):
+            try:
+                lot = int(r["lot_size"])
+            except (TypeError, ValueError):
+                lot = -1
+            securities.append({"id": r["security_id"].strip(), "currency": r["currency"].strip(), "lot_size": lot})
+        holdings = []
+        for r in scenario.holdings.iter_rows(named=True):
+            try:
+                qty: int | str = int(r["quantity"])
+            except (TypeError, ValueError):
+                qty = str(r["quantity"])
+            holdings.append({"participant": r["participant_id"].strip(), "security": r["security_id"].strip(),
+                             "quantity": qty})
+        deposits = []
+        for r in scenario.cash.iter_rows(named=True):
+            deposits.append({"participant": r["participant_id"].strip(), "currency": r["currency"].strip(),
+                             "amount_minor": to_minor(r["amount"], r["currency"].strip())})
+        return [
+            sign(keys[CCP], CCP, "setup-admit", Kind.admit, encode_json({"participants": members})),
+            sign(keys[CSD], CSD, "setup-securities", Kind.register_securities,
+                 encode_json({"securities": securities})),
+            sign(keys[CSD], CSD, "setup-holdings", Kind.issue, encode_json({"holdings": holdings})),
+            sign(keys[CENTRAL_BANK], CENTRAL_BANK, "setup-cash", Kind.deposit,
+                 encode_json({"deposits": deposits})),
+        ]
+
+    yield Step(first, ("setup-admit", "setup-securities", "setup-holdings", "setup-cash"), setup)
+
+    if "submitter" not in frame.columns:
+        frame = frame.with_columns(submitter=pl.lit(""))
+    frame = frame.with_columns(
+        submitter=pl.when(pl.col("submitter").str.strip_chars() == "").then(pl.lit(EXCHANGE))
+        .otherwise(pl.col("submitter").str.strip_chars())
+    )
+    by_day = frame.partition_by("send_day", as_dict=True, maintain_order=True)
+    for day in days:
+        part = by_day.get((int((day - dt.date(1970, 1, 1)).days),))
+        if part is not None:
+            for (submitter,), group in sorted(part.partition_by("submitter", as_dict=True).items()):
+                for k, start in enumerate(range(0, group.height, TRADES_PER_SUBMISSION)):
+                    chunk = group.slice(start, TRADES_PER_SUBMISSION).select(TRADE_COLUMNS)
+                    sid = f"trades-{day.isoformat()}-{submitter}-{k}"
+                    yield Step(day, (sid,), _trade_builder(keys, str(submitter), sid, chunk))
+        iso = day.isoformat()
+        yield Step(day, (f"cutoff-{iso}", f"settle-{iso}"), _close_builder(keys, iso))
+
+
+def _trade_builder(keys: Keys, submitter: str, sid: str, chunk: pl.DataFrame) -> Callable[[], list[Submission]]:
+    def build() -> list[Submission]:
+        if not keys.store.has(submitter):
+            raise InputError(f"trades submitted by {submitter!r}, a participant this run holds no key of")
+        return [sign(keys[submitter], submitter, sid, Kind.trades, encode_trades(chunk))]
+
+    return build
+
+
+def _close_builder(keys: Keys, iso: str) -> Callable[[], list[Submission]]:
+    def build() -> list[Submission]:
+        return [
+            sign(keys[CCP], CCP, f"cutoff-{iso}", Kind.cutoff, encode_json({"business_date": iso})),
+            sign(keys[CCP], CCP, f"settle-{iso}", Kind.settle, encode_json({"settlement_date": iso})),
+        ]
+
+    return build
+
+
+def open_node(data_dir: Path, progress: Progress | None = None) -> Node:
+    """The node of a data directory, replayed to its head."""
+    keys = Keys(data_dir)
+    store = SqliteStore(data_dir / LEDGER_FILE)
+    head = store.head_height()
+    return Node.open(
+        store, SEQUENCER, keys[SEQUENCER],
+        progress=(lambda h, n: progress("replay", h + 1, n + 1)) if progress and head >= 0 else None,
+    )
+
+
+def run_scenario(
+    scenario: Scenario,
+    data_dir: Path,
+    cycle_days: int = 2,
+    progress: Progress | None = None,
+) -> Node:
+    """Run (or resume) the whole plan on the data directory's ledger; returns the node at its head."""
+    keys = Keys(data_dir)
+    for pid in scenario.participants["participant_id"].to_list():
+        keys[str(pid).strip()]
+    node = open_node(data_dir, progress)
+    steps = list(plan(scenario, keys, cycle_days))
+    head = node.height
+    if head >= len(steps):
+        raise InputError("the data directory holds a longer ledger than this scenario makes")
+    for height in range(head + 1):
+        stored = tuple(s.submission_id for s in node.store.block(height).submissions)
+        if stored != steps[height].ids:
+            raise InputError(
+                f"the data directory holds another ledger (block {height} differs); use a new --data"
+            )
+    per_day: dict[dt.date, int] = {}
+    for height, step in enumerate(steps):
+        per_day[step.day] = per_day.get(step.day, 0) + 1
+        if height <= head:
+            continue
+        for sub in step.build():
+            node.submit(sub)
+        n = per_day[step.day]
+        node.seal(step.day, f"{step.day.isoformat()}T{7 + n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z")
+        if progress:
+            progress("blocks", height + 1, len(steps))
+    return node
