@@ -40,7 +40,7 @@ SYSTEM_ROLES = {
     CCP: Role.ccp, CSD: Role.csd, CENTRAL_BANK: Role.central_bank,
     EXCHANGE: Role.venue, REGULATOR: Role.regulator,
 }
-TRADES_PER_SUBMISSION = 100_000
+TRADES_PER_SUBMISSION = 50_000
 LEDGER_FILE = "ledger.sqlite"
 
 Progress = Callable[[str, int, int], None]

@@ -18,7 +18,6 @@ from clearhouse.ledger.store import Rejection, StateRow
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
     height INTEGER PRIMARY KEY,
-    hash BLOB NOT NULL,
     header BLOB NOT NULL,
     signature BLOB NOT NULL
 );
@@ -108,8 +107,8 @@ class SqliteStore:
         try:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
-                "INSERT INTO blocks (height, hash, header, signature) VALUES (?, ?, ?, ?)",
-                (h.height, h.hash(), h.canonical(), block.signature),
+                "INSERT INTO blocks (height, header, signature) VALUES (?, ?, ?)",
+                (h.height, h.canonical(), block.signature),
             )
             self._db.executemany(
                 "INSERT INTO submissions VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -180,12 +179,15 @@ class SqliteStore:
         rows = self._all("SELECT data FROM receipts WHERE height = ? ORDER BY idx", (height,))
         return [bytes(r[0]) for r in rows]
 
-    def rejections(self, submission_id: str | None = None) -> list[Rejection]:
-        sql = "SELECT height, submission_id, item_id, reason FROM rejections"
+    def rejections(self, submission_id: str | None = None, height: int | None = None) -> list[Rejection]:
+        sql = "SELECT height, submission_id, item_id, reason FROM rejections WHERE 1=1"
         args: tuple[object, ...] = ()
         if submission_id is not None:
-            sql += " WHERE submission_id = ?"
-            args = (submission_id,)
+            sql += " AND submission_id = ?"
+            args += (submission_id,)
+        if height is not None:
+            sql += " AND height = ?"
+            args += (height,)
         return [Rejection(int(r[0]), r[1], r[2], r[3]) for r in self._all(sql + " ORDER BY rowid", args)]
 
     def submission_height(self, submission_id: str) -> int | None:

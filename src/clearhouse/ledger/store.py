@@ -67,7 +67,9 @@ class LedgerStore(Protocol):
 
     def receipts(self, height: int) -> list[bytes]: ...
 
-    def rejections(self, submission_id: str | None = None) -> list[Rejection]: ...
+    def rejections(self, submission_id: str | None = None, height: int | None = None) -> list[Rejection]:
+        """Rejected items in the order they were given, optionally of one submission or block."""
+        ...
 
     def submission_height(self, submission_id: str) -> int | None:
         """Height of the block holding that submission id, None when unknown."""

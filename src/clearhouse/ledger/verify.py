@@ -15,9 +15,9 @@ from clearhouse.core.errors import ClearhouseError
 from clearhouse.core.hashing import ZERO_DIGEST
 from clearhouse.ledger.crypto import verify_signature
 from clearhouse.ledger.records import receipts_root, submissions_root
-from clearhouse.ledger.store import LedgerStore
+from clearhouse.ledger.store import LedgerStore, Rejection
 from clearhouse.node.rows import state_rows
-from clearhouse.state.kinds import Role
+from clearhouse.state.kinds import Kind, Role
 from clearhouse.state.machine import StateMachine
 
 
@@ -48,6 +48,7 @@ def verify_store(
     machine = StateMachine()
     prev_hash = ZERO_DIGEST
     state_root = ZERO_DIGEST
+    rows_expected_at = -1
 
     def bad(height: int, reason: str) -> VerifyReport:
         return VerifyReport(False, head, height, reason, prev_hash.hex(), state_root.hex())
@@ -65,7 +66,7 @@ def verify_store(
         if submissions_root(block.submissions) != h.merkle_root:
             return bad(height, "Merkle root does not match the stored submissions")
         try:
-            receipts, _ = machine.apply_block(height, dt.date.fromisoformat(h.business_date),
+            receipts, rejected = machine.apply_block(height, dt.date.fromisoformat(h.business_date),
                                               block.submissions)
         except (ClearhouseError, ValueError) as exc:
             return bad(height, f"replay failed: {exc}")
@@ -79,6 +80,12 @@ def verify_store(
             return bad(height, "results root differs from the replayed results")
         if store.receipts(height) != encoded:
             return bad(height, "stored receipts differ from the replayed results")
+        if store.rejections(height=height) != [
+            Rejection(height, r.submission_id, r.item_id, r.reason) for r in rejected
+        ]:
+            return bad(height, "stored rejections differ from the replayed results")
+        if any(s.kind != Kind.trades for s in block.submissions):
+            rows_expected_at = height
         state_root = machine.state_root()
         if state_root != h.state_root:
             return bad(height, "state root differs from the replayed state")
@@ -86,7 +93,10 @@ def verify_store(
         if progress:
             progress(height, head)
     rows_height, rows = store.state_rows()
-    if head >= 0 and rows_height >= 0 and rows != state_rows(machine):
-        # rows are rewritten whenever balances or positions change; a mismatch is tampering
+    # rows are rewritten by every block that can change balances or positions
+    if rows_height != rows_expected_at:
+        return bad(max(rows_expected_at, 0), f"state rows claim height {rows_height}, "
+                   f"not {rows_expected_at}")
+    if rows != state_rows(machine):
         return bad(rows_height, "stored state rows differ from the replayed state")
     return VerifyReport(True, head, None, "", prev_hash.hex(), state_root.hex())
