@@ -56,16 +56,21 @@ def net_trades(
     n_currencies: int,
 ) -> NetPositions:
     """Novate and net a set of trades (columns of equal length)."""
-    days, day_code = np.unique(settlement_day, return_inverse=True)
-    nbins = len(days) * n_participants * n_securities
     invariant(float(value.sum(dtype=np.float64)) * 2 < 9.0e18, "gross value exceeds int64")
+    if len(settlement_day) and int(settlement_day.max()) - int(settlement_day.min()) < 400:
+        first = int(settlement_day.min())
+        days = np.arange(first, int(settlement_day.max()) + 1, dtype=np.int64)
+        day_code = settlement_day - first
+    else:
+        days, day_code = np.unique(settlement_day, return_inverse=True)
+    nbins = len(days) * n_participants * n_securities
     base = day_code.astype(np.int64) * n_participants
     buy_key = (base + buyer) * n_securities + security
     sell_key = (base + seller) * n_securities + security
     if nbins <= max(DENSE_BINS_MAX, 4 * len(buyer)):
-        keys = np.concatenate([buy_key, sell_key])
-        qty = exact_bincount(keys, np.concatenate([quantity, -quantity]), nbins)
-        cash = exact_bincount(keys, np.concatenate([-value, value]), nbins)
+        # buyers receive the quantity and pay the value; sellers the opposite
+        qty = exact_bincount(buy_key, quantity, nbins) - exact_bincount(sell_key, quantity, nbins)
+        cash = exact_bincount(sell_key, value, nbins) - exact_bincount(buy_key, value, nbins)
         nz = np.flatnonzero((qty != 0) | (cash != 0))
         qty, cash, key = qty[nz], cash[nz], nz.astype(np.int64)
     else:

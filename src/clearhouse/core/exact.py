@@ -20,7 +20,7 @@ def exact_bincount(keys: np.ndarray, values: np.ndarray, nbins: int) -> np.ndarr
     if keys.size == 0:
         return np.zeros(nbins, dtype=np.int64)
     values = np.asarray(values, dtype=np.int64)
-    bound = float(np.abs(values).max()) * keys.size
+    bound = float(max(int(values.max()), -int(values.min()))) * keys.size
     if bound < _EXACT_LIMIT:
         return np.rint(np.bincount(keys, weights=values, minlength=nbins)).astype(np.int64)
     lo = values & ((1 << _SPLIT_BITS) - 1)

@@ -5,6 +5,8 @@ Imports clearhouse.core, clearhouse.ledger.store and clearhouse.state only.
 
 from __future__ import annotations
 
+import numpy as np
+
 from clearhouse.core.calendar import from_day_number
 from clearhouse.core.money import format_minor
 from clearhouse.ledger.store import StateRow
@@ -12,25 +14,25 @@ from clearhouse.state.machine import StateMachine
 
 
 def state_rows(m: StateMachine) -> list[StateRow]:
-    rows: list[StateRow] = []
+    """Every non-zero balance and every open position, sorted by (table, owner, asset)."""
     pids = [p.id for p in m.participants]
     sids = [s.id for s in m.securities]
-    for p, s in zip(*m.sec_bal.nonzero(), strict=True):
-        rows.append(StateRow("securities", pids[p], sids[s], str(int(m.sec_bal[p, s]))))
+    rows: list[StateRow] = []
+    p_idx, s_idx = np.nonzero(m.sec_bal)
+    rows.extend(
+        StateRow("securities", pids[p], sids[s], str(v))
+        for p, s, v in zip(p_idx.tolist(), s_idx.tolist(), m.sec_bal[p_idx, s_idx].tolist(), strict=True)
+    )
     for p, c in zip(*m.cash_bal.nonzero(), strict=True):
         ccy = m.currencies[c]
         rows.append(StateRow("cash", pids[p], ccy, format_minor(int(m.cash_bal[p, c]), ccy)))
     pos = m.positions
-    for i in range(len(pos)):
-        sec = m.securities[int(pos.security[i])]
+    days = {int(d): from_day_number(int(d)).isoformat() for d in np.unique(np.r_[pos.day, pos.first_due])}
+    for mem, sec, day, qty, cash, first in zip(*(c.tolist() for c in pos.columns()), strict=True):
+        security = m.securities[sec]
         rows.append(
-            StateRow(
-                "position",
-                pids[int(pos.member[i])],
-                f"{sec.id}|{from_day_number(int(pos.day[i])).isoformat()}",
-                f"{int(pos.quantity[i])}|{format_minor(int(pos.cash[i]), sec.currency)}|"
-                f"{sec.currency}|{from_day_number(int(pos.first_due[i])).isoformat()}",
-            )
+            StateRow("position", pids[mem], f"{security.id}|{days[day]}",
+                     f"{qty}|{format_minor(cash, security.currency)}|{security.currency}|{days[first]}")
         )
     rows.sort(key=lambda r: (r.table, r.owner, r.asset))
     return rows

@@ -12,6 +12,7 @@ clearhouse.settlement and clearhouse.state only.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -649,21 +650,28 @@ class StateMachine:
             )
 
     def balance_leaves(self) -> list[bytes]:
-        """Merkle leaves of every non-zero balance, ordered by (table, owner, asset)."""
+        """Merkle leaves of every non-zero balance, ordered by (table, owner, asset).
+
+        A leaf is the canonical JSON ``["cash"|"securities", owner, asset, amount]``; ids are
+        JSON-encoded once and the rows formatted in bulk.
+        """
+        pj = [json.dumps(p.id, ensure_ascii=False) for p in self.participants]
+        p_rank = np.argsort(np.argsort([p.id for p in self.participants], kind="stable"))
         leaves: list[bytes] = []
-        p_order = sorted(range(len(self.participants)), key=lambda i: self.participants[i].id)
-        s_order = sorted(range(len(self.securities)), key=lambda i: self.securities[i].id)
-        c_order = sorted(range(len(self.currencies)), key=lambda i: self.currencies[i])
-        for table, bal, order, names in (
-            ("cash", self.cash_bal, c_order, self.currencies),
-            ("securities", self.sec_bal, s_order, [s.id for s in self.securities]),
+        for table, bal, names in (
+            ("cash", self.cash_bal, self.currencies),
+            ("securities", self.sec_bal, [s.id for s in self.securities]),
         ):
-            for p in p_order:
-                row = bal[p]
-                pid = self.participants[p].id
-                for a in order:
-                    if row[a]:
-                        leaves.append(canonical_json([table, pid, names[a], int(row[a])]))
+            aj = [json.dumps(n, ensure_ascii=False) for n in names]
+            a_rank = np.argsort(np.argsort(names, kind="stable")) if names else np.zeros(0, np.int64)
+            p_idx, a_idx = np.nonzero(bal)
+            order = np.lexsort((a_rank[a_idx], p_rank[p_idx])) if len(p_idx) else p_idx
+            p_idx, a_idx = p_idx[order], a_idx[order]
+            values = bal[p_idx, a_idx].tolist()
+            leaves.extend(
+                f'["{table}",{pj[p]},{aj[a]},{v}]'.encode()
+                for p, a, v in zip(p_idx.tolist(), a_idx.tolist(), values, strict=True)
+            )
         return leaves
 
     def state_components(self) -> dict[str, bytes]:
