@@ -1,7 +1,9 @@
-"""The wire form of a trade batch: an Arrow IPC stream of string columns, exactly as submitted.
+"""The wire forms of a trade batch, exactly as submitted.
 
-Values are parsed and validated by the state machine on every node (never trusted from the
-client), so the payload keeps the submitted text. Imports clearhouse.core only.
+Two forms carry the same string columns: an Arrow IPC stream (bulk files: CSV and Parquet
+intake) and canonical JSON ``{"trades": [{"trade_id": ..., ...}, ...]}`` (REST, FIX and ISO 20022
+intake, where a client signs a small body). Values are parsed and validated by the state machine
+on every node, never trusted from the client. Imports clearhouse.core only.
 """
 
 from __future__ import annotations
@@ -43,8 +45,35 @@ def encode_trades(frame: pl.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+def encode_trades_json(rows: list[dict[str, str]]) -> bytes:
+    """The JSON form of a batch: each row's columns as strings (missing ones empty)."""
+    from clearhouse.core.hashing import canonical_json
+
+    return canonical_json({"trades": [{c: str(r.get(c, "") or "") for c in TRADE_COLUMNS} for r in rows]})
+
+
+def _decode_json(payload: bytes) -> pl.DataFrame:
+    import json
+
+    try:
+        body = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"not a JSON trade batch: {exc}") from exc
+    rows = body.get("trades") if isinstance(body, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise InputError("a JSON trade batch needs a list of objects under 'trades'")
+    columns: dict[str, list[str]] = {c: [] for c in TRADE_COLUMNS}
+    for r in rows:
+        for c in TRADE_COLUMNS:
+            v = r.get(c, "")
+            columns[c].append(v if isinstance(v, str) else "" if v is None else str(v))
+    return pl.DataFrame(columns, schema=dict.fromkeys(TRADE_COLUMNS, pl.String))
+
+
 def decode_trades(payload: bytes) -> pl.DataFrame:
-    """Decode a batch; anything that is not a well-formed batch raises ``InputError``."""
+    """Decode a batch (either form); anything that is not a well-formed batch raises ``InputError``."""
+    if payload[:1] == b"{":
+        return _decode_json(payload)
     try:
         frame = pl.read_ipc_stream(io.BytesIO(payload))
     except Exception as exc:  # pyarrow/polars raise many types on hostile bytes

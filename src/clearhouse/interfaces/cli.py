@@ -6,7 +6,6 @@ success, 1 when verification fails, 2 on bad input. Nothing in the core imports 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 import sys
@@ -215,10 +214,23 @@ def positions(
             out.print(table)
 
 
-def main() -> None:  # pragma: no cover - console entry
-    app()
+def _register_extensions() -> None:
+    """Commands of the other doors live in their own modules, each with ``register(app)``."""
+    import importlib
+
+    for name in EXTENSIONS:
+        try:
+            module = importlib.import_module(f"clearhouse.interfaces.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"clearhouse.interfaces.{name}":
+                raise
+            continue
+        module.register(app)
+
+
+EXTENSIONS = ("payments_cli", "compare_cli", "swaps_cli", "network_cli", "serve_cli", "simulate_cli")
+_register_extensions()
 
 
 if __name__ == "__main__":  # pragma: no cover
-    del dt
-    main()
+    app()
