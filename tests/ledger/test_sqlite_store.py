@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clearhouse.ledger.sqlite_store import SqliteStore
 from tests.ledger.storage_suite import StorageSuite
+
+from clearhouse.ledger.sqlite_store import SqliteStore
 
 
 class TestSqliteStore(StorageSuite):

@@ -7,7 +7,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st

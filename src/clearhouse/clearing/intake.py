@@ -91,6 +91,10 @@ def _day_numbers(col: pl.Expr) -> pl.Expr:
     return pl.when(col.str.contains(_DATE_RE)).then(parsed).otherwise(None).cast(pl.Int64)
 
 
+def _lookup(column: str, index: dict[str, int]) -> pl.Expr:
+    return pl.col(column).str.strip_chars().replace_strict(index, default=-1, return_dtype=pl.Int64)
+
+
 def _parse(frame: pl.DataFrame, ctx: IntakeContext) -> pl.DataFrame:
     price = pl.col("price").str.strip_chars()
     sign_neg = price.str.starts_with("-")
@@ -111,9 +115,9 @@ def _parse(frame: pl.DataFrame, ctx: IntakeContext) -> pl.DataFrame:
         price_int=int_part.cast(pl.Int64, strict=False),
         price_frac=frac_part.str.pad_end(PRICE_DECIMALS, "0").str.slice(0, PRICE_DECIMALS)
         .cast(pl.Int64, strict=False),
-        buyer=pl.col("buyer").str.strip_chars().replace_strict(ctx.participants, default=-1, return_dtype=pl.Int64),
-        seller=pl.col("seller").str.strip_chars().replace_strict(ctx.participants, default=-1, return_dtype=pl.Int64),
-        security=pl.col("security_id").str.strip_chars().replace_strict(ctx.securities, default=-1, return_dtype=pl.Int64),
+        buyer=_lookup("buyer", ctx.participants),
+        seller=_lookup("seller", ctx.participants),
+        security=_lookup("security_id", ctx.securities),
         same_party=pl.col("buyer").str.strip_chars() == pl.col("seller").str.strip_chars(),
     )
 

@@ -192,15 +192,25 @@ def plan(scenario: Scenario, keys: Keys, cycle_days: int) -> Iterator[Step]:
         submitter=pl.when(pl.col("submitter").str.strip_chars() == "").then(pl.lit(EXCHANGE))
         .otherwise(pl.col("submitter").str.strip_chars())
     )
-    by_day = frame.partition_by("send_day", as_dict=True, maintain_order=True)
+    # one frame ordered by (day sent, submitter), cut into zero-copy slices
+    in_order = frame["send_day"].is_sorted() and frame["submitter"].n_unique() <= 1
+    if not in_order:
+        frame = frame.sort(["send_day", "submitter"], maintain_order=True)
+    groups = (
+        frame.select("send_day", "submitter")
+        .with_row_index("row")
+        .group_by(["send_day", "submitter"], maintain_order=True)
+        .agg(start=pl.col("row").min(), rows=pl.len())
+    )
+    by_day: dict[int, list[tuple[str, int, int]]] = {}
+    for send_day, submitter, start, rows in groups.iter_rows():
+        by_day.setdefault(int(send_day), []).append((str(submitter), int(start), int(rows)))
     for day in days:
-        part = by_day.get((int((day - dt.date(1970, 1, 1)).days),))
-        if part is not None:
-            for (submitter,), group in sorted(part.partition_by("submitter", as_dict=True).items()):
-                for k, start in enumerate(range(0, group.height, TRADES_PER_SUBMISSION)):
-                    chunk = group.slice(start, TRADES_PER_SUBMISSION).select(TRADE_COLUMNS)
-                    sid = f"trades-{day.isoformat()}-{submitter}-{k}"
-                    yield Step(day, (sid,), _trade_builder(keys, str(submitter), sid, chunk))
+        for submitter, start, rows in sorted(by_day.get((day - dt.date(1970, 1, 1)).days, [])):
+            for k, offset in enumerate(range(0, rows, TRADES_PER_SUBMISSION)):
+                chunk = frame.slice(start + offset, min(TRADES_PER_SUBMISSION, rows - offset))
+                sid = f"trades-{day.isoformat()}-{submitter}-{k}"
+                yield Step(day, (sid,), _trade_builder(keys, submitter, sid, chunk.select(TRADE_COLUMNS)))
         iso = day.isoformat()
         yield Step(day, (f"cutoff-{iso}", f"settle-{iso}"), _close_builder(keys, iso))
 

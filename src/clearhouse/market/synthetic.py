@@ -7,7 +7,8 @@ holdings and cash are sized from each member's own net obligations so that, with
 funded, everything would settle; a chosen share of (member, security) pairs is then under-funded
 so that about ``fail_rate`` of the net settlement instructions fail (directly or because the CCP
 cannot pass on what it did not receive). The CCP gets own liquid funds (its capital and default
-fund, in central-bank money) to pay deliverers when receivers fail, as real CCPs must hold. Everything is drawn from one ``numpy`` generator.
+fund, in central-bank money) to pay deliverers when receivers fail, as real CCPs must hold.
+Everything is drawn from one ``numpy`` generator.
 Imports clearhouse.core, clearhouse.clearing and clearhouse.cycle.scenario only.
 """
 

@@ -15,7 +15,13 @@ from collections.abc import Callable
 from clearhouse.core.errors import StorageError
 from clearhouse.core.hashing import ZERO_DIGEST
 from clearhouse.ledger.crypto import KeyPair
-from clearhouse.ledger.records import Block, BlockHeader, Submission, receipts_root, submissions_root
+from clearhouse.ledger.records import (
+    Block,
+    BlockHeader,
+    Submission,
+    receipts_root,
+    submissions_root,
+)
 from clearhouse.ledger.store import LedgerStore, Rejection
 from clearhouse.node.rows import state_rows
 from clearhouse.state.kinds import Kind

@@ -7,10 +7,11 @@ instruction selected, then repeat until nothing changes:
 1. a delivery the member cannot cover from its holding fails (``insufficient_securities``);
 2. a member whose payments in a currency exceed its cash plus what its own settling deliveries
    bring in fails every paying instruction in that currency (``insufficient_cash``), in full;
-3. the CCP passes on only what it receives: where receipts of a security exceed the CCP's holding
-   plus settling deliveries, receipts are deselected from the back of the priority order (oldest
-   fail first, then member index), and likewise deliveries where the CCP's cash would go negative
-   (``linked_instruction_failed``).
+3. the CCP passes on only what it receives: each security's receipts are allocated from the CCP's
+   holding plus settling deliveries in priority order (oldest fail first, then member index),
+   a receipt that does not fit being skipped (``linked_instruction_failed``); where the CCP's cash
+   would go negative, it first gives back deliveries it does not need to serve the allocated
+   receipts (most junior first), and only then deselects deliveries it cannot pay for.
 
 Each round deselects at least one instruction or stops, so the loop ends; the outcome is a pure
 function of the inputs. Both legs of a settled instruction move together, so no balance ever
@@ -51,23 +52,30 @@ class BatchOutcome:
     rounds: int
 
 
-def _tail_cut(group: np.ndarray, amount: np.ndarray, room: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Deselect from the back of ``order`` within each group until the group's sum fits its room.
+def _greedy_fit(group: np.ndarray, amount: np.ndarray, room: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Within each group, keep candidates in priority order while they fit the group's room.
 
-    ``amount`` >= 0 per candidate, ``room`` per group (how much may be taken), ``order`` the
-    priority of the candidates (first = most senior). Returns the mask of candidates to drop.
+    A candidate that does not fit is skipped and later (smaller) ones may still fit, as in a
+    depository's allocation of available securities. ``amount`` >= 0 per candidate, ``room`` per
+    group, ``order`` the priority (lower = more senior). Returns the mask of candidates to drop.
+    Groups whose candidates all fit are settled without a Python loop; the loop runs only over the
+    candidates of groups that are short.
     """
     drop = np.zeros(len(group), dtype=bool)
     if len(group) == 0:
         return drop
-    # walk each group from its most senior candidate; keep while the running sum fits
-    idx = np.lexsort((order, group))
-    g, a = group[idx], amount[idx]
-    csum = np.cumsum(a)
-    start = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
-    offset = np.repeat(csum[start] - a[start], np.diff(np.r_[start, len(g)]))
-    running = csum - offset
-    drop[idx] = running > room[g]
+    total = exact_bincount(group, amount, len(room))
+    short = np.flatnonzero(total > room)
+    if len(short) == 0:
+        return drop
+    idx = np.flatnonzero(np.isin(group, short))
+    idx = idx[np.lexsort((order[idx], group[idx]))]
+    left = {int(g): int(room[g]) for g in short}
+    for i, g, a in zip(idx.tolist(), group[idx].tolist(), amount[idx].tolist(), strict=True):
+        if a <= left[g]:
+            left[g] -= a
+        else:
+            drop[i] = True
     return drop
 
 
@@ -108,24 +116,37 @@ def settle_batch(
             selected &= ~fail
             reason[fail] = _CASH
             changed = True
-        # 3a. CCP securities: receipts limited to holding + settling deliveries
+        # 3a. CCP securities: receipts allocated from its holding plus settling deliveries
         delivered = exact_bincount(security, np.where(selected & deliver, -quantity, 0), n_sec)
         room = securities[ccp] + delivered
         cand = np.flatnonzero(selected & receive)
-        drop = _tail_cut(security[cand], quantity[cand], room, priority[cand])
+        drop = _greedy_fit(security[cand], quantity[cand], room, priority[cand])
         if drop.any():
             selected[cand[drop]] = False
             reason[cand[drop]] = _LINK
             changed = True
-        # 3b. CCP cash: payments to deliverers limited to its cash + settling receipts' payments
+        # 3b. CCP cash: payments to deliverers limited to its cash plus settling receipts' payments
         paid_in = exact_bincount(currency, np.where(selected & (cash < 0), -cash, 0), n_ccy)
+        paid_out = exact_bincount(currency, np.where(selected & (cash > 0), cash, 0), n_ccy)
         room_c = cash_balances[ccp] + paid_in
-        cand = np.flatnonzero(selected & (cash > 0))
-        drop = _tail_cut(currency[cand], cash[cand], room_c, priority[cand])
-        if drop.any():
-            selected[cand[drop]] = False
-            reason[cand[drop]] = _LINK
-            changed = True
+        if (paid_out > room_c).any():
+            # first give back deliveries the CCP does not need to serve this cycle's receipts
+            received = exact_bincount(security, np.where(selected & receive, quantity, 0), n_sec)
+            surplus = securities[ccp] + delivered - received
+            cand = np.flatnonzero(selected & deliver & (paid_out > room_c)[currency])
+            # most junior first: invert the priority so the greedy fit keeps juniors to drop
+            too_big = _greedy_fit(security[cand], -quantity[cand], surplus, -priority[cand])
+            spare = cand[~too_big]
+            if len(spare):
+                selected[spare] = False
+                reason[spare] = _LINK
+                changed = True
+            else:
+                cand = np.flatnonzero(selected & (cash > 0))
+                drop = _greedy_fit(currency[cand], cash[cand], room_c, priority[cand])
+                selected[cand[drop]] = False
+                reason[cand[drop]] = _LINK
+                changed = changed or bool(drop.any())
         if not changed:
             break
     return BatchOutcome(settled=selected, reason=reason, rounds=rounds)

@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from clearhouse.clearing.batch import decode_trades
 from clearhouse.clearing.idindex import IdIndex
 from clearhouse.clearing.intake import PRICE_DECIMALS, IntakeContext, IntakeResult, validate_trades
 from clearhouse.clearing.netting import NetPositions, net_trades
-from clearhouse.core.calendar import BusinessCalendar, day_number, from_day_number
+from clearhouse.core.calendar import BusinessCalendar, day_number
 from clearhouse.core.errors import InputError, invariant
 from clearhouse.core.exact import exact_bincount
 from clearhouse.core.hashing import ZERO_DIGEST, canonical_json, digest_arrays, sha256
@@ -34,7 +33,7 @@ from clearhouse.core.results import TradeResult
 from clearhouse.ledger.crypto import verify_signature
 from clearhouse.ledger.merkle import merkle_root
 from clearhouse.ledger.records import Submission
-from clearhouse.settlement.dvp import REASONS, settle_batch
+from clearhouse.settlement.dvp import settle_batch
 from clearhouse.state.kinds import AUTHORISED, Kind, Role, decode_json
 
 TRADES_PER_SUBMISSION_MAX = 2_000_000
@@ -152,6 +151,30 @@ class Positions:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class PendingTrades:
+    """Accepted trades awaiting the next cut-off, only the columns netting needs, compactly.
+
+    Attributes: buyer, seller, security (int32 indices); quantity, value (int64);
+    settlement_day (int32 day number).
+    """
+
+    buyer: np.ndarray
+    seller: np.ndarray
+    security: np.ndarray
+    quantity: np.ndarray
+    value: np.ndarray
+    settlement_day: np.ndarray
+
+    @classmethod
+    def of(cls, r: IntakeResult) -> PendingTrades:
+        return cls(r.buyer.astype(np.int32), r.seller.astype(np.int32), r.security.astype(np.int32),
+                   r.quantity, r.value, r.settlement_day.astype(np.int32))
+
+    def __len__(self) -> int:
+        return len(self.quantity)
+
+
 @dataclass(slots=True)
 class CycleRecord:
     """One settlement cycle's instructions and outcome (kept for reports; derived from the log).
@@ -200,7 +223,7 @@ class StateMachine:
         self.ccp_own_sec = np.zeros(0, dtype=np.int64)
         self.ccp_own_cash = np.zeros(0, dtype=np.int64)
         self.ids = IdIndex()
-        self.pending: list[IntakeResult] = []
+        self.pending: list[PendingTrades] = []
         self.positions = Positions.empty()
         self.trades_root = ZERO_DIGEST
         self.seen: dict[tuple[str, str], bytes] = {}
@@ -501,7 +524,7 @@ class StateMachine:
         result = validate_trades(frame, ctx, self.ids)
         self.ids.insert(result.ids, result.id_hashes, result.body_hashes)
         if result.accepted:
-            self.pending.append(result)
+            self.pending.append(PendingTrades.of(result))
         codes = result.codes
         self.trades_root = sha256(b"trades", self.trades_root, sub.leaf(), codes.tobytes())
         bad = np.flatnonzero(codes != TradeResult.ok)
@@ -529,9 +552,11 @@ class StateMachine:
         if problem:
             return {}, b"", [], S.rejected, problem
         pend = self.pending
-        cat = (lambda name: np.concatenate([getattr(r, name) for r in pend])) if pend else (
-            lambda name: np.zeros(0, dtype=np.int64)
-        )
+        def cat(name: str) -> np.ndarray:
+            if not pend:
+                return np.zeros(0, dtype=np.int64)
+            return np.concatenate([getattr(r, name) for r in pend]).astype(np.int64)
+
         nets = net_trades(
             cat("buyer"), cat("seller"), cat("security"), cat("quantity"), cat("value"),
             cat("settlement_day"), len(self.participants), len(self.securities),
@@ -692,11 +717,4 @@ class StateMachine:
         return sha256(b"clearhouse/state/v1", *(comps[k] for k in sorted(comps)))
 
     def pending_trades(self) -> int:
-        return sum(r.accepted for r in self.pending)
-
-    def day_label(self, day: int) -> str:
-        return from_day_number(day).isoformat()
-
-    def trade_ids_frame(self) -> pl.DataFrame:
-        """Accepted-but-not-netted trades' ids (for diagnostics)."""
-        return pl.DataFrame({"trade_id": pl.concat([r.ids for r in self.pending]) if self.pending else []})
+        return sum(len(r) for r in self.pending)
