@@ -1,0 +1,1 @@
+"""Derivatives as contracts on the ledger: CDM swap terms, QuantLib schedules, lifecycle events."""
