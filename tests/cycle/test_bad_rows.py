@@ -130,3 +130,51 @@ def test_the_console_script_runs_resumes_verifies_and_shows_positions(tmp_path: 
                                     check=True, capture_output=True, text=True).stdout)
     assert pos["securities"] == [{"security_id": "X", "quantity": 10}]
     assert pos["cash"] == [{"currency": "AUD", "amount": "80.00"}]
+
+
+def test_reference_data_rejections_are_reported(tmp_path: Path) -> None:
+    sc = write_scenario(
+        tmp_path / "s", participants=PARTIES,
+        securities="security_id,currency,lot_size\nX,AUD,1\nBAD,aud,1\nLOT,AUD,0",
+        holdings="participant_id,security_id,quantity\nA,X,10\nA,NOPE,5\nQ,X,1\nB,X,-3",
+        cash="participant_id,currency,amount\nA,AUD,100\nNOBODY,AUD,1",
+        trades="trade_id,trade_date,buyer,seller,security_id,quantity,price\n1,2026-03-02,B,A,X,10,2",
+    )
+    report = run_json(sc, tmp_path / "d")
+    got = sorted((r["item_id"], r["reason"]) for r in report["reference_rejections"])
+    assert got == sorted([
+        ("BAD", "invalid_currency"), ("LOT", "invalid_lot_size"),
+        ("holding#1", "unknown_security"), ("holding#2", "unknown_participant"),
+        ("holding#3", "non_positive_quantity"), ("deposit#1", "unknown_participant"),
+    ])
+    assert report["refused_submissions"] == []
+
+
+def test_set_up_larger_than_one_submission_is_split(tmp_path: Path, monkeypatch) -> None:
+    import clearhouse.cycle.run as run_module
+    import clearhouse.state.machine as machine_module
+
+    monkeypatch.setattr(run_module, "JSON_ITEMS_MAX", 2)
+    monkeypatch.setattr(machine_module, "JSON_ITEMS_MAX", 2)
+    sc = write_scenario(
+        tmp_path / "s", participants=PARTIES + "    C,Broker C\n    D,Broker D\n",
+        securities="security_id,currency,lot_size\nX,AUD,1\nY,AUD,1\nZ,AUD,1",
+        holdings="participant_id,security_id,quantity\nA,X,1\nA,Y,2\nB,X,3\nB,Z,4\nC,Y,5",
+        trades="trade_id,trade_date,buyer,seller,security_id,quantity,price\n1,2026-03-02,B,A,X,1,2",
+    )
+    report = run_json(sc, tmp_path / "d")
+    held = {(b["participant_id"], b["security_id"]): b["quantity"] for b in report["balances"]["securities"]}
+    # every opening holding arrived (B has no cash, so the one trade fails and nothing moves)
+    assert held == {("A", "X"): 1, ("A", "Y"): 2, ("B", "X"): 3, ("B", "Z"): 4, ("C", "Y"): 5}
+
+
+def test_a_refused_set_up_stops_the_run_with_its_reason(tmp_path: Path, monkeypatch) -> None:
+    import clearhouse.state.machine as machine_module
+
+    monkeypatch.setattr(machine_module, "JSON_ITEMS_MAX", 1)  # the ledger now refuses what the plan sends
+    sc = write_scenario(
+        tmp_path / "s", participants=PARTIES, securities="security_id,currency,lot_size\nX,AUD,1",
+        trades="trade_id,trade_date,buyer,seller,security_id,quantity,price\n1,2026-03-02,B,A,X,1,2",
+    )
+    code, _ = cli("run", str(sc), "--data", str(tmp_path / "d"))
+    assert code == 2

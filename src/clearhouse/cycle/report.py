@@ -137,6 +137,13 @@ def build_report(node: Node, verified: VerifyReport | None) -> dict[str, Any]:
             {"trade_id": r.item_id, "reason": r.reason, "submission_id": r.submission_id}
             for r in h.rejected
         ],
+        "refused_submissions": [
+            {"submission_id": r.submission_id, "status": r.status, "reason": r.reason} for r in h.refused
+        ],
+        "reference_rejections": [
+            {"submission_id": r.submission_id, "item_id": r.item_id, "reason": r.reason}
+            for r in h.reference_rejected
+        ],
         "netting": netting_summary(m, nets),
         "net_positions": positions,
         "net_cash": net_cash,

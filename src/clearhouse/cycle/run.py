@@ -32,6 +32,7 @@ from clearhouse.ledger.records import Submission
 from clearhouse.ledger.sqlite_store import SqliteStore
 from clearhouse.node.node import Node
 from clearhouse.state.kinds import Kind, Role, encode_json
+from clearhouse.state.machine import JSON_ITEMS_MAX
 
 SEQUENCER, CCP, CSD, CENTRAL_BANK, EXCHANGE, REGULATOR = (
     "SEQUENCER", "CCP", "CSD", "CENTRAL_BANK", "EXCHANGE", "REGULATOR",
@@ -66,6 +67,7 @@ class Step:
     day: dt.date
     ids: tuple[str, ...]
     build: Callable[[], list[Submission]]
+    setup: bool = False
 
 
 class Keys:
@@ -79,6 +81,14 @@ class Keys:
         if owner not in self._cache:
             self._cache[owner] = self.store.get_or_create(owner)
         return self._cache[owner]
+
+
+def _int_or_text(value: object) -> int | str:
+    """An integer column value as int, anything else as its text (the ledger rejects it with a reason)."""
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def _day_column(col: str) -> pl.Expr:
@@ -150,41 +160,42 @@ def plan(scenario: Scenario, keys: Keys, cycle_days: int) -> Iterator[Step]:
 
     yield Step(first, ("genesis",), genesis)
 
-    def setup() -> list[Submission]:
-        members = [
-            {"id": r["participant_id"].strip(), "name": r["name"], "role": "member",
-             "public_key": keys[r["participant_id"].strip()].public_hex}
-            for r in scenario.participants.iter_rows(named=True)
-        ]
-        securities = []
-        for r in scenario.securities.iter_rows(named=True):
-            try:
-                lot = int(r["lot_size"])
-            except (TypeError, ValueError):
-                lot = -1
-            securities.append({"id": r["security_id"].strip(), "currency": r["currency"].strip(), "lot_size": lot})
-        holdings = []
-        for r in scenario.holdings.iter_rows(named=True):
-            try:
-                qty: int | str = int(r["quantity"])
-            except (TypeError, ValueError):
-                qty = str(r["quantity"])
-            holdings.append({"participant": r["participant_id"].strip(), "security": r["security_id"].strip(),
-                             "quantity": qty})
-        deposits = []
-        for r in scenario.cash.iter_rows(named=True):
-            deposits.append({"participant": r["participant_id"].strip(), "currency": r["currency"].strip(),
-                             "amount_minor": to_minor(r["amount"], r["currency"].strip())})
-        return [
-            sign(keys[CCP], CCP, "setup-admit", Kind.admit, encode_json({"participants": members})),
-            sign(keys[CSD], CSD, "setup-securities", Kind.register_securities,
-                 encode_json({"securities": securities})),
-            sign(keys[CSD], CSD, "setup-holdings", Kind.issue, encode_json({"holdings": holdings})),
-            sign(keys[CENTRAL_BANK], CENTRAL_BANK, "setup-cash", Kind.deposit,
-                 encode_json({"deposits": deposits})),
-        ]
+    members = [
+        {"id": r["participant_id"].strip(), "name": r["name"], "role": "member"}
+        for r in scenario.participants.iter_rows(named=True)
+    ]
+    securities = [
+        {"id": r["security_id"].strip(), "currency": r["currency"].strip(), "lot_size": _int_or_text(r["lot_size"])}
+        for r in scenario.securities.iter_rows(named=True)
+    ]
+    holdings = [
+        {"participant": r["participant_id"].strip(), "security": r["security_id"].strip(),
+         "quantity": _int_or_text(r["quantity"])}
+        for r in scenario.holdings.iter_rows(named=True)
+    ]
+    deposits = [
+        {"participant": r["participant_id"].strip(), "currency": r["currency"].strip(),
+         "amount_minor": to_minor(r["amount"], r["currency"].strip())}
+        for r in scenario.cash.iter_rows(named=True)
+    ]
+    setup = [
+        (CCP, "setup-admit", Kind.admit, "participants", members),
+        (CSD, "setup-securities", Kind.register_securities, "securities", securities),
+        (CSD, "setup-holdings", Kind.issue, "holdings", holdings),
+        (CENTRAL_BANK, "setup-cash", Kind.deposit, "deposits", deposits),
+    ]
+    chunks = [
+        (who, f"{sid}-{k}", kind, name, items[start:start + JSON_ITEMS_MAX])
+        for who, sid, kind, name, items in setup
+        for k, start in enumerate(range(0, max(len(items), 1), JSON_ITEMS_MAX))
+    ]
 
-    yield Step(first, ("setup-admit", "setup-securities", "setup-holdings", "setup-cash"), setup)
+    def build_setup() -> list[Submission]:
+        for member in members:
+            member["public_key"] = keys[member["id"]].public_hex
+        return [sign(keys[who], who, sid, kind, encode_json({name: items})) for who, sid, kind, name, items in chunks]
+
+    yield Step(first, tuple(c[1] for c in chunks), build_setup, setup=True)
 
     if "submitter" not in frame.columns:
         frame = frame.with_columns(submitter=pl.lit(""))
@@ -275,6 +286,14 @@ def run_scenario(
             node.submit(sub)
         n = per_day[step.day]
         node.seal(step.day, f"{step.day.isoformat()}T{7 + n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z")
+        refused = [r for r in node.last_receipts if r.status != "accepted"]
+        if refused:
+            # a refused set-up or cut-off leaves nothing meaningful to run; a refused trade batch
+            # is reported with the rest of the results
+            first_refused = refused[0]
+            message = f"submission {first_refused.submission_id} refused: {first_refused.status} {first_refused.reason}"
+            if step.setup or not step.ids[0].startswith("trades-"):
+                raise InputError(message)
         if progress:
             progress("blocks", height + 1, len(steps))
     return node

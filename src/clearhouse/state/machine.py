@@ -201,6 +201,8 @@ class History:
     submitted: int = 0
     accepted: int = 0
     rejected: list[ItemRejection] = field(default_factory=list)
+    reference_rejected: list[ItemRejection] = field(default_factory=list)
+    refused: list[Receipt] = field(default_factory=list)
     nettings: list[NetPositions] = field(default_factory=list)
     cycles: list[CycleRecord] = field(default_factory=list)
 
@@ -308,7 +310,9 @@ class StateMachine:
         self, height: int, position: int, day: dt.date, sub: Submission
     ) -> tuple[Receipt, list[ItemRejection]]:
         def refuse(status: S, reason: str = "") -> tuple[Receipt, list[ItemRejection]]:
-            return Receipt(sub.submission_id, str(status), reason, {}), []
+            receipt = Receipt(sub.submission_id, str(status), reason, {})
+            self.history.refused.append(receipt)
+            return receipt, []
 
         if not sub.submission_id or len(sub.submission_id) > ID_MAX_LEN:
             return refuse(S.malformed_payload, "submission id must be 1 to 64 characters")
@@ -349,10 +353,17 @@ class StateMachine:
         try:
             summary, codes, rejected, status, reason = handler(sub, day)
         except InputError as exc:
-            return Receipt(sub.submission_id, str(S.malformed_payload), str(exc), {}), []
+            receipt = Receipt(sub.submission_id, str(S.malformed_payload), str(exc), {})
+            self.history.refused.append(receipt)
+            return receipt, []
+        receipt = Receipt(sub.submission_id, str(status), reason, summary, codes)
         if status == S.accepted:
             self.seen[key] = digest
-        return Receipt(sub.submission_id, str(status), reason, summary, codes), rejected
+            if sub.kind != Kind.trades:
+                self.history.reference_rejected.extend(rejected)
+        else:
+            self.history.refused.append(receipt)
+        return receipt, rejected
 
     # ---------------------------------------------------------------- kinds
 
