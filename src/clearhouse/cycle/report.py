@@ -106,8 +106,8 @@ def build_report(node: Node, verified: VerifyReport | None) -> dict[str, Any]:
     for cyc in h.cycles:
         ccy = m.security_currency[cyc.security] if len(cyc.security) else cyc.security
         ok = cyc.settled
-        settled_v += exact_bincount(ccy[ok], np.abs(cyc.cash[ok]), n_ccy)
-        failed_v += exact_bincount(ccy[~ok], np.abs(cyc.cash[~ok]), n_ccy)
+        settled_v += exact_bincount(ccy, np.abs(cyc.settled_cash), n_ccy)
+        failed_v += exact_bincount(ccy, np.abs(cyc.cash - cyc.settled_cash), n_ccy)
         settled += int(ok.sum())
         failed += int((~ok).sum())
         for i in np.flatnonzero(~ok):
@@ -120,6 +120,7 @@ def build_report(node: Node, verified: VerifyReport | None) -> dict[str, Any]:
                 "reason": str(REASONS[int(cyc.reason[i])]),
                 "quantity": int(cyc.quantity[i]),
                 "cash": format_minor(int(cyc.cash[i]), sec.currency),
+                "settled_quantity": int(cyc.settled_quantity[i]),
                 "currency": sec.currency,
             })
     members = [i for i, p in enumerate(m.participants) if p.role in (Role.member, Role.ccp)]

@@ -33,7 +33,7 @@ from clearhouse.core.results import TradeResult
 from clearhouse.ledger.crypto import verify_signature
 from clearhouse.ledger.merkle import merkle_root
 from clearhouse.ledger.records import Submission
-from clearhouse.settlement.dvp import settle_batch
+from clearhouse.settlement.cycle import CycleInstructions, SettlementBook, SettlementConfig
 from clearhouse.state.kinds import AUTHORISED, Kind, Role, decode_json
 
 TRADES_PER_SUBMISSION_MAX = 2_000_000
@@ -181,7 +181,8 @@ class CycleRecord:
 
     Attributes:
         day: the cycle's settlement day; member, security, quantity, cash, first_due: the
-        instructions; settled: bool per instruction; reason: index into settlement.dvp.REASONS.
+        instructions; settled: True where settled in full; reason: index into
+        settlement.dvp.REASONS for the rest; settled_quantity, settled_cash: what moved.
     """
 
     day: int
@@ -192,6 +193,8 @@ class CycleRecord:
     first_due: np.ndarray
     settled: np.ndarray
     reason: np.ndarray
+    settled_quantity: np.ndarray
+    settled_cash: np.ndarray
 
 
 @dataclass(slots=True)
@@ -232,6 +235,7 @@ class StateMachine:
         self.ccp = -1
         self.height = -1
         self.history = History()
+        self.settlement = SettlementBook()
         self._ref_digest = ZERO_DIGEST
         self._balances_root = ZERO_DIGEST
         self._balances_dirty = True
@@ -389,6 +393,7 @@ class StateMachine:
         if sub.submitter != seq.get("id") or not verify_signature(key, sub.signing_digest(), sub.signature):
             return {}, b"", [], S.bad_signature, "genesis must be signed by the sequencer it names"
         self.calendar = BusinessCalendar.of(holidays)
+        self.settlement = SettlementBook(SettlementConfig.from_json(cfg.get("settlement")))
         self._add_participant(Participant(seq["id"], seq.get("name", seq["id"]), Role.sequencer, key))
         _, rejected = self._add_participants(sub, people, set(Role))
         invariant(not rejected, f"genesis participants rejected: {rejected}")
@@ -607,7 +612,7 @@ class StateMachine:
         )
 
     def _settle(self, sub: Submission, day: dt.date):  # type: ignore[no-untyped-def]
-        """Settle, as one net DvP batch, every open position due on or before the block's date."""
+        """Settle every open position due on or before the block's date, by the settlement book's rules."""
         problem = self._command_day(sub, day, "settlement_date")
         if problem:
             return {}, b"", [], S.rejected, problem
@@ -622,34 +627,64 @@ class StateMachine:
         order = np.lexsort((batch.security, batch.member, batch.first_due))
         priority = np.empty(len(batch), dtype=np.int64)
         priority[order] = np.arange(len(batch))
-        outcome = settle_batch(
-            batch.member, batch.security, batch.quantity, batch.cash, ccy, priority,
-            self.sec_bal, self.cash_bal, self.ccp,
+        instructions = CycleInstructions(batch.member, batch.security, ccy, batch.quantity, batch.cash,
+                                         batch.first_due, priority)
+        result = self.settlement.settle(today, instructions, self.sec_bal, self.cash_bal, self.ccp, self)
+        sq, sc = result.settled_quantity, result.settled_cash
+        invariant(
+            bool(((sq == 0) | (np.sign(sq) == np.sign(batch.quantity))).all())
+            and bool((np.abs(sq) <= np.abs(batch.quantity)).all())
+            and bool(((sc == 0) | (np.sign(sc) == np.sign(batch.cash))).all())
+            and bool((np.abs(sc) <= np.abs(batch.cash)).all()),
+            "a settlement cycle moved more than, or against, an instruction",
         )
-        ok = outcome.settled
-        m, s, q, c, k = batch.member[ok], batch.security[ok], batch.quantity[ok], batch.cash[ok], ccy[ok]
-        np.add.at(self.sec_bal, (m, s), q)
-        np.add.at(self.sec_bal[self.ccp], s, -q)
-        np.add.at(self.cash_bal, (m, k), c)
-        np.add.at(self.cash_bal[self.ccp], k, -c)
-        self.positions = Positions(*(np.concatenate([a[~due], b[~ok]]) for a, b in
-                                     zip(pos.columns(), batch.columns(), strict=True)))
-        self.positions = Positions.empty().merged(self.positions, len(self.participants), len(self.securities))
+        # both legs of every instruction move here, in one update, against the CCP
+        np.add.at(self.sec_bal, (batch.member, batch.security), sq)
+        np.add.at(self.sec_bal[self.ccp], batch.security, -sq)
+        np.add.at(self.cash_bal, (batch.member, ccy), sc)
+        np.add.at(self.cash_bal[self.ccp], ccy, -sc)
+        rest = Positions(batch.member, batch.security, batch.day, batch.quantity - sq, batch.cash - sc,
+                         batch.first_due)
+        self.positions = Positions.empty().merged(
+            Positions(*(np.concatenate([a[~due], b]) for a, b in zip(pos.columns(), rest.columns(), strict=True))),
+            len(self.participants), len(self.securities),
+        )
         self._balances_dirty = True
+        full = (sq == batch.quantity) & (sc == batch.cash)
+        none = (sq == 0) & (sc == 0) & ~full
         self.history.cycles.append(
             CycleRecord(today, batch.member, batch.security, batch.quantity, batch.cash,
-                        batch.first_due, ok, outcome.reason)
+                        batch.first_due, full, result.reason, sq, sc)
         )
-        failed = ~ok
+        n_ccy = len(self.currencies)
         summary = {
             "instructions": len(batch),
-            "settled": int(ok.sum()),
-            "failed": int(failed.sum()),
-            "settled_value": exact_bincount(ccy[ok], np.abs(batch.cash[ok]), len(self.currencies)).tolist(),
-            "failed_value": exact_bincount(ccy[failed], np.abs(batch.cash[failed]), len(self.currencies)).tolist(),
-            "rounds": outcome.rounds,
+            "settled": int(full.sum()),
+            "partially_settled": int((~full & ~none).sum()),
+            "failed": int(none.sum()),
+            "settled_value": exact_bincount(ccy, np.abs(sc), n_ccy).tolist(),
+            "failed_value": exact_bincount(ccy, np.abs(batch.cash - sc), n_ccy).tolist(),
+            "rounds": result.rounds,
+            "events": result.events,
         }
         return summary, b"", [], S.accepted, ""
+
+    # ---------------------------------------------------------------- accounts the settlement book may move
+
+    def move_securities(self, source: int, target: int, security: int, quantity: int) -> None:
+        self.sec_bal[source, security] -= quantity
+        self.sec_bal[target, security] += quantity
+        self._balances_dirty = True
+
+    def move_cash(self, source: int, target: int, currency: int, amount_minor: int) -> None:
+        self.cash_bal[source, currency] -= amount_minor
+        self.cash_bal[target, currency] += amount_minor
+        self._balances_dirty = True
+
+    def central_bank_credit(self, account: int, currency: int, amount_minor: int) -> None:
+        self.cash_bal[account, currency] += amount_minor
+        self.deposited[currency] += amount_minor
+        self._balances_dirty = True
 
     # ---------------------------------------------------------------- invariants and roots
 
@@ -721,6 +756,7 @@ class StateMachine:
             "positions": digest_arrays(*pos.columns()),
             "trades": self.trades_root,
             "totals": digest_arrays(self.issued, self.deposited, self.ccp_own_sec, self.ccp_own_cash),
+            "settlement": self.settlement.digest(),
         }
 
     def state_root(self) -> bytes:
