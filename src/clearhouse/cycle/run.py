@@ -92,7 +92,7 @@ def _int_or_text(value: object) -> int | str:
 
 
 def _day_column(col: str) -> pl.Expr:
-    c = pl.col(col).str.strip_chars()
+    c = pl.col(col).cast(pl.String).str.strip_chars()
     parsed = c.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
     return pl.when(c.str.contains(r"^\d{4}-\d{2}-\d{2}$")).then(parsed).otherwise(None).cast(pl.Int64)
 
@@ -116,9 +116,10 @@ def schedule_trades(trades: pl.DataFrame, calendar: BusinessCalendar, cycle_days
     default_sd[valid] = calendar.add_business_days_vec(td_int[valid], cycle_days)
     sd_col = pl.Series("default_sd", default_sd).cast(pl.Date)
     frame = trades.with_columns(
-        pl.when(pl.col("settlement_date").str.strip_chars() == "")
+        pl.when(pl.col("settlement_date").cast(pl.String).str.strip_chars() == "")
         .then(pl.when(pl.Series(valid)).then(sd_col.dt.to_string("%Y-%m-%d")).otherwise(pl.lit("")))
-        .otherwise(pl.col("settlement_date"))
+        .otherwise(pl.col("settlement_date").cast(pl.String))
+        .cast(pl.Categorical)
         .alias("settlement_date"),
         send_day=pl.Series(send),
     )
@@ -200,8 +201,9 @@ def plan(scenario: Scenario, keys: Keys, cycle_days: int) -> Iterator[Step]:
     if "submitter" not in frame.columns:
         frame = frame.with_columns(submitter=pl.lit(""))
     frame = frame.with_columns(
-        submitter=pl.when(pl.col("submitter").str.strip_chars() == "").then(pl.lit(EXCHANGE))
-        .otherwise(pl.col("submitter").str.strip_chars())
+        submitter=pl.when(pl.col("submitter").cast(pl.String).str.strip_chars() == "").then(pl.lit(EXCHANGE))
+        .otherwise(pl.col("submitter").cast(pl.String).str.strip_chars())
+        .cast(pl.Categorical)
     )
     # one frame ordered by (day sent, submitter), cut into zero-copy slices
     in_order = frame["send_day"].is_sorted() and frame["submitter"].n_unique() <= 1

@@ -67,6 +67,9 @@ def _read_table(path: Path, columns: tuple[str, ...]) -> pl.DataFrame:
     return _read(path, columns)
 
 
+LOW_CARDINALITY = ("trade_date", "buyer", "seller", "security_id", "settlement_date", "submitter")
+
+
 def read_trades(path: Path) -> pl.DataFrame:
     """A trade file (CSV or Parquet) as the batch's string columns, keeping a ``submitter`` column."""
     frame = _read_table(path, ("trade_id", "trade_date", "buyer", "seller", "security_id", "quantity", "price"))
@@ -74,7 +77,8 @@ def read_trades(path: Path) -> pl.DataFrame:
     trades = normalise_trades(frame)
     if submitter is not None:
         trades = trades.with_columns(submitter=submitter)
-    return trades
+    # few distinct values: held as dictionary codes, cast back to text per batch when encoded
+    return trades.with_columns(pl.col(c).cast(pl.Categorical) for c in LOW_CARDINALITY if c in trades.columns)
 
 
 def load_scenario(directory: Path) -> Scenario:
