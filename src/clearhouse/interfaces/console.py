@@ -42,6 +42,17 @@ def progress_bars(enabled: bool = True) -> Iterator[ProgressFn]:
         yield update
 
 
+def money(amount: str | None, report: dict[str, Any]) -> str:
+    """'22253070371.48' -> '22,253,070,371.48 AUD' (the run's currency when it has one)."""
+    if amount is None:
+        return "several currencies (see --json by_currency)"
+    whole, _, frac = amount.partition(".")
+    sign = "-" if whole.startswith("-") else ""
+    text = f"{sign}{int(whole.lstrip('-')):,}" + (f".{frac}" if frac else "")
+    currencies = list(report["netting"].get("by_currency", {}))
+    return f"{text} {currencies[0]}" if len(currencies) == 1 else text
+
+
 def print_report(report: dict[str, Any], console: Console = out) -> None:
     t = report["trades"]
     n = report["netting"]
@@ -54,12 +65,12 @@ def print_report(report: dict[str, Any], console: Console = out) -> None:
         ("trades submitted / accepted / rejected", f"{t['submitted']:,} / {t['accepted']:,} / {t['rejected']:,}"),
         ("novated obligations (gross)", f"{n['gross_obligations']:,}"),
         ("net positions", f"{n['net_obligations']:,}"),
-        ("gross value", str(n["gross_value"])),
-        ("net value", str(n["net_value"])),
+        ("gross value", money(n["gross_value"], report)),
+        ("net value", money(n["net_value"], report)),
         ("netting reduction (by value)", f"{n['reduction_pct']:.2f} %"),
         ("instructions settled / failed", f"{s['settled']:,} / {s['failed']:,}"),
-        ("settled value", str(s["settled_value"])),
-        ("failed value", str(s["failed_value"])),
+        ("settled value", money(s["settled_value"], report)),
+        ("failed value", money(s["failed_value"], report)),
         ("positions still open", f"{report['open_positions']:,}"),
         ("ledger height", str(led["height"])),
         ("head hash", led["head_hash"][:16] + "…"),
