@@ -37,6 +37,8 @@ class Kind(StrEnum):
     trades = "trades"
     cutoff = "cutoff"
     settle = "settle"
+    contract = "contract"
+    observation = "observation"
 
 
 #: which roles may submit which kind (genesis is checked apart: only block 0, self-signed)
@@ -48,6 +50,8 @@ AUTHORISED: dict[Kind, frozenset[Role]] = {
     Kind.trades: frozenset({Role.member, Role.venue}),
     Kind.cutoff: frozenset({Role.ccp}),
     Kind.settle: frozenset({Role.ccp}),
+    Kind.contract: frozenset({Role.member, Role.ccp}),
+    Kind.observation: frozenset({Role.oracle}),
 }
 
 

@@ -23,6 +23,7 @@ from clearhouse.clearing.batch import decode_trades
 from clearhouse.clearing.idindex import IdIndex
 from clearhouse.clearing.intake import PRICE_DECIMALS, IntakeContext, IntakeResult, validate_trades
 from clearhouse.clearing.netting import NetPositions, net_trades
+from clearhouse.contracts.engine import ContractEngine
 from clearhouse.core.calendar import BusinessCalendar, day_number
 from clearhouse.core.errors import InputError, invariant
 from clearhouse.core.exact import exact_bincount
@@ -37,6 +38,7 @@ from clearhouse.settlement.cycle import CycleInstructions, SettlementBook, Settl
 from clearhouse.state.kinds import AUTHORISED, Kind, Role, decode_json
 
 TRADES_PER_SUBMISSION_MAX = 2_000_000
+CASH_LINE_PREFIX = "CASH."  # reserved security ids: the cash-only line of each currency
 JSON_ITEMS_MAX = 100_000
 ID_MAX_LEN = 64
 
@@ -236,6 +238,7 @@ class StateMachine:
         self.height = -1
         self.history = History()
         self.settlement = SettlementBook()
+        self.contracts = ContractEngine()
         self._ref_digest = ZERO_DIGEST
         self._balances_root = ZERO_DIGEST
         self._balances_dirty = True
@@ -350,6 +353,8 @@ class StateMachine:
             Kind.trades: self._trades,
             Kind.cutoff: self._cutoff,
             Kind.settle: self._settle,
+            Kind.contract: self._contract,
+            Kind.observation: self._contract,
         }[kind]
         return self._accept(key, digest, sub, handler, day)
 
@@ -446,6 +451,8 @@ class StateMachine:
             lot = item.get("lot_size", 1)
             if not sid or len(sid) > ID_MAX_LEN:
                 reason = "invalid_security_id"
+            elif sid.startswith(CASH_LINE_PREFIX):
+                reason = "reserved_security_id"
             elif not (len(ccy) == 3 and ccy.isalpha() and ccy.isupper()):
                 reason = "invalid_currency"
             elif not isinstance(lot, int) or isinstance(lot, bool) or not 1 <= lot <= 10**9:
@@ -554,6 +561,54 @@ class StateMachine:
         self.history.rejected.extend(rejected)
         summary = {"submitted": frame.height, "accepted": result.accepted, "rejected": len(bad)}
         return summary, codes.tobytes(), rejected, S.accepted, ""
+
+    def _contract(self, sub: Submission, day: dt.date):  # type: ignore[no-untyped-def]
+        """Contracts and oracle observations: the engine decides, its cash flows become positions.
+
+        A payment between two members is a cash-only position for each (payer -, receiver +);
+        with the CCP as a party only the member's side is a position (the engine guarantees the
+        CCP's flows of one outcome net to zero per currency and date, so the CCP stays flat).
+        Positions fall due on the payment date, or the block's date if that has passed, rolled to
+        a business day, and net with securities cash in the same currency at settlement.
+        """
+        role = self.participants[self.pindex[sub.submitter]].role
+        roles = {p.id: str(p.role) for p in self.participants}
+        outcome = self.contracts.apply(sub.kind, sub.submitter, str(role), sub.payload, day, roles)
+        if outcome.status != S.accepted:
+            return {}, b"", [], S.rejected, outcome.reason
+        rows: list[tuple[int, int, int, int]] = []
+        today = day_number(day)
+        for flow in outcome.cash_flows:
+            invariant(flow.amount_minor >= 0, f"contract flow {flow.reference} has a negative amount")
+            line = self._cash_line(flow.currency)
+            due = max(day_number(self.calendar.add_business_days(flow.settlement_date, 0)), today)
+            for pid, sign in ((flow.payer, -1), (flow.receiver, 1)):
+                p = self.pindex.get(pid)
+                invariant(p is not None, f"contract flow {flow.reference} names unknown participant {pid!r}")
+                if p != self.ccp and flow.amount_minor:
+                    rows.append((p, line, due, sign * flow.amount_minor))
+        if rows:
+            member, security, due_day, cash = (np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
+            flows = Positions(member, security, due_day, np.zeros(len(rows), np.int64), cash, due_day.copy())
+            _, group = np.unique(np.c_[security, due_day], axis=0, return_inverse=True)
+            invariant(
+                not exact_bincount(group.ravel(), cash, int(group.max()) + 1).any(),
+                "contract cash flows do not net to zero per currency and date",
+            )
+            self.positions = self.positions.merged(flows, len(self.participants), len(self.securities))
+        rejected = [ItemRejection(sub.submission_id, item, reason) for item, reason in outcome.rejections]
+        summary = dict(outcome.summary)
+        summary["cash_flows"] = len(outcome.cash_flows)
+        return summary, b"", rejected, S.accepted, ""
+
+    def _cash_line(self, currency: str) -> int:
+        """The reserved cash-only 'security' of a currency, registered on first use."""
+        sid = f"{CASH_LINE_PREFIX}{currency}"
+        if sid not in self.sindex:
+            self._add_security(Security(sid, currency, 1))
+            self._refresh_ref_digest()
+            self._balances_dirty = True
+        return self.sindex[sid]
 
     def _command_day(self, sub: Submission, day: dt.date, name: str) -> str:
         body = decode_json(sub.payload)
@@ -757,6 +812,7 @@ class StateMachine:
             "trades": self.trades_root,
             "totals": digest_arrays(self.issued, self.deposited, self.ccp_own_sec, self.ccp_own_cash),
             "settlement": self.settlement.digest(),
+            "contracts": self.contracts.digest(),
         }
 
     def state_root(self) -> bytes:
