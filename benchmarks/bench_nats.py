@@ -4,7 +4,9 @@ Measures asynchronous publishing (many acknowledgements outstanding, each messag
 ``Nats-Msg-Id`` as clearhouse publishes them) of 1 KB and 64 KB messages, publishing that waits for
 each acknowledgement (the failover-safe path of ``publish_with_retry``) as a reference, and
 in-order consumption through ``iter_stream``. All servers run on loopback, so the figures measure
-Raft replication, fsync-free file storage and the Python client, not a network.
+Raft replication, file storage (JetStream's default: fsync every 2 minutes, not per message) and
+the Python client, not a network. The load average at start is recorded: other work on the
+machine moves these figures.
 
 Run: ``python benchmarks/bench_nats.py [--quick] [--out FILE]``; prints the figures as JSON.
 """
@@ -153,6 +155,7 @@ def _machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "nats_server": version,
         "nats_py": importlib.metadata.version("nats-py"),
+        "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
     }
 
 
@@ -163,6 +166,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         if quick
         else {"1kb": 50_000, "64kb": 3_000, "each": 3_000}
     )
+    machine = _machine()
     with tempfile.TemporaryDirectory(prefix="clearhouse-bench-nats-") as tmp:
         with NatsCluster(Path(tmp), 3) as cluster:
             results = asyncio.run(asyncio.wait_for(_bench(cluster, counts), timeout=2 * WAIT_S))
@@ -170,7 +174,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "benchmark": "nats_jetstream",
         "setup": "3 nats-server processes on 127.0.0.1, file stream with 3 replicas",
         "quick": quick,
-        "machine": _machine(),
+        "machine": machine,
         "results": results,
     }
 
