@@ -23,17 +23,18 @@ TRADE_COLUMNS = (
     "quantity",
     "price",
     "settlement_date",
+    "partial_allowed",
 )
-REQUIRED_COLUMNS = TRADE_COLUMNS[:-1]
+REQUIRED_COLUMNS = TRADE_COLUMNS[:7]
+OPTIONAL_COLUMNS = TRADE_COLUMNS[7:]
 
 
 def normalise_trades(frame: pl.DataFrame) -> pl.DataFrame:
-    """The batch columns as strings, in order; a missing settlement date becomes ''."""
+    """The batch columns as strings, in order; a missing optional column becomes ''."""
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise InputError(f"trade batch lacks column(s): {', '.join(missing)}")
-    if "settlement_date" not in frame.columns:
-        frame = frame.with_columns(pl.lit("").alias("settlement_date"))
+    frame = frame.with_columns(pl.lit("").alias(c) for c in OPTIONAL_COLUMNS if c not in frame.columns)
     return frame.select(
         [pl.col(c).cast(pl.String).fill_null("").alias(c) for c in TRADE_COLUMNS]
     )
@@ -78,6 +79,7 @@ def decode_trades(payload: bytes) -> pl.DataFrame:
         frame = pl.read_ipc_stream(io.BytesIO(payload))
     except Exception as exc:  # pyarrow/polars raise many types on hostile bytes
         raise InputError(f"not a trade batch: {type(exc).__name__}") from exc
-    if tuple(frame.columns) != TRADE_COLUMNS or any(t != pl.String for t in frame.dtypes):
+    if any(t != pl.String for t in frame.dtypes) or tuple(frame.columns) not in (TRADE_COLUMNS, REQUIRED_COLUMNS
+                                                                                   + OPTIONAL_COLUMNS[:1]):
         raise InputError("trade batch columns are not the documented string columns")
-    return frame
+    return normalise_trades(frame)

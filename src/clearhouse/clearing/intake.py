@@ -66,6 +66,7 @@ class IntakeResult:
         buyer, seller, security: participant and security indices.
         quantity, price_e6, value: units, price in millionths, value in minor units (int64).
         trade_day, settlement_day: day numbers (int64).
+        partial_allowed: bool, the trade may settle in parts ('true', 'yes', '1', 'y'; default no).
     """
 
     codes: np.ndarray
@@ -80,6 +81,7 @@ class IntakeResult:
     value: np.ndarray
     trade_day: np.ndarray
     settlement_day: np.ndarray
+    partial_allowed: np.ndarray
 
     @property
     def accepted(self) -> int:
@@ -150,7 +152,7 @@ def validate_trades(frame: pl.DataFrame, ctx: IntakeContext, index: IdIndex) -> 
     ids = frame["trade_id"]
     hashes = hash_ids(ids)
     bodies = frame.select(
-        pl.struct(pl.all().exclude("trade_id").str.strip_chars()).hash(_BODY_SEED)
+        pl.struct(pl.all().exclude("trade_id", "partial_allowed").str.strip_chars()).hash(_BODY_SEED)
     ).to_series().to_numpy()
     exists, old_body = index.lookup(ids, hashes)
     dup_in_batch = np.zeros(n, dtype=bool)
@@ -217,4 +219,6 @@ def validate_trades(frame: pl.DataFrame, ctx: IntakeContext, index: IdIndex) -> 
         value=value,
         trade_day=td[ok],
         settlement_day=sd[ok],
+        partial_allowed=frame["partial_allowed"].str.strip_chars().str.to_lowercase()
+        .is_in(["true", "yes", "1", "y"]).to_numpy()[ok],
     )

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from clearhouse.clearing.batch import TRADE_COLUMNS, encode_trades
+from clearhouse.clearing.batch import OPTIONAL_COLUMNS, TRADE_COLUMNS, encode_trades
 from clearhouse.core.calendar import BusinessCalendar, from_day_number
 from clearhouse.core.errors import InputError
 from clearhouse.core.money import to_minor
@@ -139,6 +139,7 @@ def plan(scenario: Scenario, keys: Keys, cycle_days: int) -> Iterator[Step]:
     """Every block of the run, in order."""
     calendar = BusinessCalendar.of(scenario.holidays)
     frame = schedule_trades(scenario.trades, calendar, cycle_days)
+    frame = frame.with_columns(pl.lit("").alias(c) for c in OPTIONAL_COLUMNS if c not in frame.columns)
     days = _run_days(frame, calendar)
     clash = set(scenario.participants["participant_id"].to_list()) & (set(SYSTEM_ROLES) | {SEQUENCER})
     if clash:

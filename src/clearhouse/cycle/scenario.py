@@ -67,7 +67,7 @@ def _read_table(path: Path, columns: tuple[str, ...]) -> pl.DataFrame:
     return _read(path, columns)
 
 
-LOW_CARDINALITY = ("trade_date", "buyer", "seller", "security_id", "settlement_date", "submitter")
+LOW_CARDINALITY = ("trade_date", "buyer", "seller", "security_id", "settlement_date", "submitter", "partial_allowed")
 
 
 def read_trades(path: Path) -> pl.DataFrame:
