@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SEEDS ?= 20
 
-.PHONY: venv demo test bench lint clean
+BROWSER := /usr/bin/chromium
+
+.PHONY: venv browser demo test bench simulate lint clean
 
 venv: $(STAMP)
 
@@ -15,11 +17,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[network,dev]'
 	touch $(STAMP)
 
+# Debian's Chromium for the browser tests (dashboard, HTML report); needs root on a fresh machine
+browser:
+	@test -x $(BROWSER) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 demo: $(STAMP)
 	$(VENV)/bin/clearhouse demo --data .clearhouse-demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -n 2
+
+simulate: $(STAMP)
+	$(VENV)/bin/clearhouse simulate --seeds $(SEEDS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
