@@ -31,6 +31,24 @@ class Accounts(Protocol):
         """Create (amount > 0) or retire (amount < 0) central-bank money on an account."""
         ...
 
+    def participant_index(self, participant_id: str) -> int | None: ...
+
+    def participant_id(self, index: int) -> str: ...
+
+    def participant_role(self, index: int) -> str: ...
+
+    def security_index(self, security_id: str) -> int | None: ...
+
+    def security_id(self, index: int) -> str: ...
+
+    def currency_index(self, currency: str) -> int | None: ...
+
+    def lot_size(self, security: int) -> int: ...
+
+    def central_bank(self) -> int:
+        """Index of the central bank's account."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class CycleInstructions:
@@ -92,11 +110,97 @@ class SettlementConfig:
         return {"dvp_model": self.dvp_model}
 
 
+@dataclass(frozen=True, slots=True)
+class AcceptedTrades:
+    """Trades accepted in one batch, the columns settlement needs (int64 unless said).
+
+    Attributes:
+        buyer, seller, security, currency: indices; quantity; value (minor units);
+        settlement_day: day number; partial_allowed: bool.
+    """
+
+    buyer: np.ndarray
+    seller: np.ndarray
+    security: np.ndarray
+    currency: np.ndarray
+    quantity: np.ndarray
+    value: np.ndarray
+    settlement_day: np.ndarray
+    partial_allowed: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.quantity)
+
+
+@dataclass(frozen=True, slots=True)
+class BookOutcome:
+    """The book's answer to a submission of one of its own kinds.
+
+    Attributes: status ('accepted' or a SubmissionStatus value), reason, summary (JSON-able),
+    rejections ((item id, reason) pairs for refused items of an accepted submission).
+    """
+
+    status: str
+    reason: str
+    summary: dict[str, Any]
+    rejections: list[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class PartyRecord:
+    """Outcomes of instructions the book settles itself (not CCP positions), one row per party
+    concerned, in the form reports read (same fields as the machine's cycle records).
+
+    Attributes: day; member, security, quantity (> 0 receive), cash (> 0 receive), first_due,
+    settled (bool, in full), reason (index into dvp.REASONS), settled_quantity, settled_cash.
+    """
+
+    day: int
+    member: np.ndarray
+    security: np.ndarray
+    quantity: np.ndarray
+    cash: np.ndarray
+    first_due: np.ndarray
+    settled: np.ndarray
+    reason: np.ndarray
+    settled_quantity: np.ndarray
+    settled_cash: np.ndarray
+
+
+#: kinds of submission the book applies itself
+BOOK_KINDS: tuple[str, ...] = ()
+
+
 class SettlementBook:
-    """The settlement rules in force and the settlement state beyond balances."""
+    """The settlement rules in force and the settlement state beyond balances.
+
+    The state machine calls, in block order: :meth:`apply` for the book's own kinds
+    (``BOOK_KINDS``), :meth:`on_accepted` after each trade batch, :meth:`takes_trades` at each
+    cut-off (True: the book keeps the day's trades as its own gross instructions instead of the
+    machine netting them against the CCP), and at each settlement run :meth:`settle` for the net
+    positions against the CCP, then :meth:`settle_own` for whatever the book holds itself.
+    """
 
     def __init__(self, config: SettlementConfig | None = None) -> None:
         self.config = config or SettlementConfig()
+
+    def apply(
+        self, kind: str, submitter: int, payload: bytes, day: int, accounts: Accounts
+    ) -> BookOutcome:
+        """A submission of one of ``BOOK_KINDS`` (none under the default rules)."""
+        return BookOutcome("unknown_kind", f"the settlement book does not apply {kind!r}", {}, [])
+
+    def on_accepted(self, trades: AcceptedTrades, day: int, accounts: Accounts) -> list[dict[str, Any]]:
+        """Called after each batch's trades are accepted; returns events (none by default)."""
+        return []
+
+    def takes_trades(self, trades: AcceptedTrades, day: int) -> bool:
+        """At cut-off: True when the book keeps these trades itself (gross models)."""
+        return False
+
+    def settle_own(self, day: int, securities: np.ndarray, cash: np.ndarray, accounts: Accounts) -> PartyRecord | None:
+        """Settle what the book holds itself (nothing under the default rules)."""
+        return None
 
     def settle(
         self,

@@ -34,7 +34,13 @@ from clearhouse.core.results import TradeResult
 from clearhouse.ledger.crypto import verify_signature
 from clearhouse.ledger.merkle import merkle_root
 from clearhouse.ledger.records import Submission
-from clearhouse.settlement.cycle import CycleInstructions, SettlementBook, SettlementConfig
+from clearhouse.settlement.cycle import (
+    BOOK_KINDS,
+    AcceptedTrades,
+    CycleInstructions,
+    SettlementBook,
+    SettlementConfig,
+)
 from clearhouse.state.kinds import AUTHORISED, Kind, Role, decode_json
 
 TRADES_PER_SUBMISSION_MAX = 2_000_000
@@ -158,7 +164,7 @@ class PendingTrades:
     """Accepted trades awaiting the next cut-off, only the columns netting needs, compactly.
 
     Attributes: buyer, seller, security (int32 indices); quantity, value (int64);
-    settlement_day (int32 day number).
+    settlement_day (int32 day number); partial_allowed (bool).
     """
 
     buyer: np.ndarray
@@ -167,11 +173,12 @@ class PendingTrades:
     quantity: np.ndarray
     value: np.ndarray
     settlement_day: np.ndarray
+    partial_allowed: np.ndarray
 
     @classmethod
     def of(cls, r: IntakeResult) -> PendingTrades:
         return cls(r.buyer.astype(np.int32), r.seller.astype(np.int32), r.security.astype(np.int32),
-                   r.quantity, r.value, r.settlement_day.astype(np.int32))
+                   r.quantity, r.value, r.settlement_day.astype(np.int32), r.partial_allowed)
 
     def __len__(self) -> int:
         return len(self.quantity)
@@ -339,6 +346,8 @@ class StateMachine:
             return refuse(S.unknown_submitter, f"no participant {sub.submitter!r}")
         if not verify_signature(submitter.public_key, sub.signing_digest(), sub.signature):
             return refuse(S.bad_signature, f"signature does not verify with {sub.submitter}'s key")
+        if sub.kind in BOOK_KINDS:
+            return self._accept(key, digest, sub, self._book, day)
         try:
             kind = Kind(sub.kind)
         except ValueError:
@@ -546,8 +555,11 @@ class StateMachine:
         )
         result = validate_trades(frame, ctx, self.ids)
         self.ids.insert(result.ids, result.id_hashes, result.body_hashes)
+        events: list[dict[str, Any]] = []
         if result.accepted:
-            self.pending.append(PendingTrades.of(result))
+            pending = PendingTrades.of(result)
+            self.pending.append(pending)
+            events = self.settlement.on_accepted(self._accepted(pending), day_number(day), self)
         codes = result.codes
         self.trades_root = sha256(b"trades", self.trades_root, sub.leaf(), codes.tobytes())
         bad = np.flatnonzero(codes != TradeResult.ok)
@@ -559,8 +571,15 @@ class StateMachine:
         self.history.submitted += frame.height
         self.history.accepted += result.accepted
         self.history.rejected.extend(rejected)
-        summary = {"submitted": frame.height, "accepted": result.accepted, "rejected": len(bad)}
+        summary: dict[str, Any] = {"submitted": frame.height, "accepted": result.accepted, "rejected": len(bad)}
+        if events:
+            summary["events"] = events
         return summary, codes.tobytes(), rejected, S.accepted, ""
+
+    def _accepted(self, p: PendingTrades) -> AcceptedTrades:
+        sec = p.security.astype(np.int64)
+        return AcceptedTrades(p.buyer.astype(np.int64), p.seller.astype(np.int64), sec, self.security_currency[sec],
+                              p.quantity, p.value, p.settlement_day.astype(np.int64), p.partial_allowed)
 
     def _contract(self, sub: Submission, day: dt.date):  # type: ignore[no-untyped-def]
         """Contracts and oracle observations: the engine decides, its cash flows become positions.
@@ -601,6 +620,13 @@ class StateMachine:
         summary["cash_flows"] = len(outcome.cash_flows)
         return summary, b"", rejected, S.accepted, ""
 
+    def _book(self, sub: Submission, day: dt.date):  # type: ignore[no-untyped-def]
+        """A kind the settlement book applies itself (lender offers, collateral policy, ...)."""
+        out = self.settlement.apply(sub.kind, self.pindex[sub.submitter], sub.payload, day_number(day), self)
+        rejected = [ItemRejection(sub.submission_id, item, reason) for item, reason in out.rejections]
+        status = S.accepted if out.status == "accepted" else S(out.status)
+        return out.summary, b"", rejected, status, out.reason
+
     def _cash_line(self, currency: str) -> int:
         """The reserved cash-only 'security' of a currency, registered on first use."""
         sid = f"{CASH_LINE_PREFIX}{currency}"
@@ -623,6 +649,12 @@ class StateMachine:
         if problem:
             return {}, b"", [], S.rejected, problem
         pend = self.pending
+        if pend:
+            merged = PendingTrades(*(np.concatenate([getattr(r, f) for r in pend]) for f in PendingTrades.__slots__))
+            if self.settlement.takes_trades(self._accepted(merged), day_number(day)):
+                self.pending = []
+                return {"gross_instructions": len(merged)}, b"", [], S.accepted, ""
+
         def cat(name: str) -> np.ndarray:
             if not pend:
                 return np.zeros(0, dtype=np.int64)
@@ -711,6 +743,12 @@ class StateMachine:
             CycleRecord(today, batch.member, batch.security, batch.quantity, batch.cash,
                         batch.first_due, full, result.reason, sq, sc)
         )
+        own = self.settlement.settle_own(today, self.sec_bal, self.cash_bal, self)
+        if own is not None:
+            self.history.cycles.append(
+                CycleRecord(own.day, own.member, own.security, own.quantity, own.cash, own.first_due, own.settled,
+                            own.reason, own.settled_quantity, own.settled_cash)
+            )
         n_ccy = len(self.currencies)
         summary = {
             "instructions": len(batch),
@@ -740,6 +778,30 @@ class StateMachine:
         self.cash_bal[account, currency] += amount_minor
         self.deposited[currency] += amount_minor
         self._balances_dirty = True
+
+    def participant_index(self, participant_id: str) -> int | None:
+        return self.pindex.get(participant_id)
+
+    def participant_id(self, index: int) -> str:
+        return self.participants[index].id
+
+    def participant_role(self, index: int) -> str:
+        return str(self.participants[index].role)
+
+    def security_index(self, security_id: str) -> int | None:
+        return self.sindex.get(security_id)
+
+    def security_id(self, index: int) -> str:
+        return self.securities[index].id
+
+    def currency_index(self, currency: str) -> int | None:
+        return self.cindex.get(currency)
+
+    def lot_size(self, security: int) -> int:
+        return self.securities[security].lot_size
+
+    def central_bank(self) -> int:
+        return self.role_index(Role.central_bank)
 
     # ---------------------------------------------------------------- invariants and roots
 
