@@ -149,7 +149,7 @@ class _Layer:
         self.cash_flows: list[CashFlowInstruction] = []
         self.rejections: list[tuple[str, str]] = []
         self.signals: list[Signal] = []
-        self.count = parent.count if isinstance(parent, _Layer) else 0
+        self.count: int = parent.count if isinstance(parent, _Layer) else 0
 
     def get(self, contract_id: str) -> Contract | None:
         found = self.contracts.get(contract_id)
@@ -381,7 +381,8 @@ class _Run:
             raise _Refused("only an oracle publishes observations")
         published = 0
         for n, item in enumerate(items):
-            item_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else f"#{n}"
+            named = item.get("id") if isinstance(item, dict) else None
+            item_id = named if isinstance(named, str) else f"#{n}"
             reason = self.publish(item, submitter)
             if reason:
                 self.layer.rejections.append((item_id, reason))

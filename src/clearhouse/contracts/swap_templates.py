@@ -10,9 +10,11 @@ What lives here:
   corrected payments). Choices, named as CDM names the events: ``reset`` (either party, naming an
   observation), ``partial_termination`` and ``terminate`` (both parties, optional fee),
   ``novate`` (both parties and the incoming one), ``clear`` (either party and the CCP: two swaps,
-  each counterparty against the CCP). Closing a trade (termination, full novation, clearing)
-  keeps the contract with its CDM position state ``Closed``: its payments stand on the ledger and
-  a later correction of a fixing they used must still reach them.
+  each counterparty against the CCP). A cleared side is never terminated or reduced alone (the
+  CCP would be left with an open position): it is offset by a new cleared trade. Closing a trade
+  (termination, full novation, clearing) keeps the contract with its CDM position state
+  ``Closed``: its payments stand on the ledger and a later correction of a fixing they used must
+  still reach them.
 * The broadcast handlers of ``swap``: ``lifecycle`` (on each business date: record the resets
   whose observations are published, and pay every payment date reached, netted per party pair
   and currency) and ``observation_corrected`` (reverse every payment in force that used the
@@ -55,8 +57,8 @@ from clearhouse.contracts.schedule import floating_amount, payment_dates, period
 from clearhouse.core.errors import InputError
 from clearhouse.core.money import format_minor
 
-#: Roles that may be a swap counterparty.
-COUNTERPARTY_ROLES = ("member", "ccp")
+#: Roles that may be a swap counterparty by proposal or novation (the CCP becomes one by clearing).
+COUNTERPARTY_ROLES = ("member",)
 
 
 # --------------------------------------------------------------------------- swap_proposal
@@ -180,6 +182,14 @@ class Swap(Template):
         if not self.trade.is_open:
             raise ContractError(f"trade {self.trade.trade_id!r} is closed ({self.trade.closed_state})")
 
+    def _require_uncleared(self, ctx: Context, what: str) -> None:
+        """A cleared trade's economics change on both sides or not at all: the CCP stays flat."""
+        if any(ctx.role(party) == "ccp" for party in self.trade.parties):
+            raise ContractError(
+                f"{what} of one side of a cleared trade would leave the CCP unbalanced; "
+                "offset it with a new cleared trade instead"
+            )
+
     def _with(
         self, ctx: Context, trade: SwapState, payments: Sequence[Payment] = ()
     ) -> tuple[Swap, tuple[CashFlowInstruction, ...]]:
@@ -205,6 +215,7 @@ class Swap(Template):
     def partial_termination(self, ctx: Context, args: Args) -> Effect:
         """Reduce every leg's notional by ``decrease``; an optional ``fee`` settles the part ended."""
         self._require_open()
+        self._require_uncleared(ctx, "partial termination")
         decrease = parse_decimal(args.get("decrease"), "decrease")
         fee = parse_fee(args.get("fee"), ctx, "PartialTermination")
         result = events.partial_termination(self.trade, decrease=decrease, event_date=ctx.business_date, fee=fee)
@@ -215,6 +226,7 @@ class Swap(Template):
     def terminate(self, ctx: Context, args: Args) -> Effect:
         """End the trade (CDM ``Termination``), with an optional ``fee``."""
         self._require_open()
+        self._require_uncleared(ctx, "termination")
         fee = parse_fee(args.get("fee"), ctx, "Termination")
         result = events.full_termination(self.trade, event_date=ctx.business_date, fee=fee)
         successor, flows = self._with(ctx, result.state, result.payments)
@@ -229,6 +241,8 @@ class Swap(Template):
             raise ContractError(f"outgoing {outgoing!r} is not a counterparty of this swap")
         incoming = ctx.require_role(args.get("incoming"), *COUNTERPARTY_ROLES)
         amount = parse_decimal(args["amount"], "amount") if args.get("amount") is not None else None
+        if amount is not None:
+            self._require_uncleared(ctx, "partial novation")
         fee = parse_fee(args.get("fee"), ctx, "Novation")
         number = 1 + sum(1 for record in self.trade.history if record.event in ("Novation", "PartialNovation"))
         result = events.novation(
@@ -376,7 +390,9 @@ def rekey_parties(terms: SwapTerms, mapping: Mapping[str, Any]) -> SwapTerms:
         terms,
         parties=tuple(dataclasses.replace(p, key=rename.get(p.key, p.key)) for p in terms.parties),
         counterparties=tuple(Counterparty(c.role, rename[c.party]) for c in terms.counterparties),
-        party_roles=tuple(dataclasses.replace(r, party=key(r.party), owner=key(r.owner)) for r in terms.party_roles),
+        party_roles=tuple(
+            dataclasses.replace(r, party=rename.get(r.party, r.party), owner=key(r.owner)) for r in terms.party_roles
+        ),
         trade_ids=tuple(dataclasses.replace(t, issuer_party=key(t.issuer_party)) for t in terms.trade_ids),
     )
 
