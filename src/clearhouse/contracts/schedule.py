@@ -189,7 +189,7 @@ def adjustments_calendar(adjustments: DateAdjustments, what: str) -> ql.Calendar
     if adjustments.unresolved:
         raise InputError(
             f"{what}: business centres reference {adjustments.centers_reference!r} is not "
-            "resolved; pass business_centers= when parsing"
+            f"resolved; name its centres (CLI: --business-center {adjustments.centers_reference}=GBLO,EUTA)"
         )
     if not adjustments.business_centers:
         raise InputError(f"{what}: convention {adjustments.convention} names no business centres")
