@@ -294,7 +294,8 @@ def report_html(comparison: Comparison, figures: dict[str, go.Figure] | None = N
         f"<title>clearhouse: settlement regimes compared</title><style>{_STYLE}</style></head><body>"
         f"<header><h1>What netting buys and what T+0 costs</h1><p>{html.escape(subtitle)}</p></header>"
         f"<main><div class=\"cards\">{cards}</div>{''.join(sections)}"
-        f"<section id=\"table\"><h2>Every figure</h2><table><thead><tr>{head}</tr></thead>"
+        f"<section id=\"table\"><h2>Every figure (amounts in {html.escape(flow.currency)})</h2>"
+        f"<table><thead><tr>{head}</tr></thead>"
         f"<tbody>{body}</tbody></table></section></main>"
         f"<footer>{html.escape(notes)}</footer></body></html>"
     )

@@ -489,7 +489,7 @@ def _accepted_rows(trades: pl.DataFrame, ctx_of: Callable[[int], IntakeContext])
     known = frame["_day"].drop_nulls()
     if known.is_empty():
         raise InputError("no trade has a readable trade date (YYYY-MM-DD)")
-    first = int(known.min())
+    first = int(known.to_numpy().min())
     frame = frame.with_columns(pl.col("_day").fill_null(first))
     index = IdIndex()
     accepted: list[np.ndarray] = []
@@ -569,16 +569,23 @@ def prepare_flow(
     time = day.astype(np.int64) * DAY + seconds
     order = np.argsort(time, kind="stable")
 
+    held = scenario.holdings.select(
+        pid=pl.col("participant_id").cast(pl.String).str.strip_chars(),
+        sid=pl.col("security_id").cast(pl.String).str.strip_chars(),
+        text=pl.col("quantity").cast(pl.String),
+        qty=pl.col("quantity").cast(pl.String).str.strip_chars().cast(pl.Int64, strict=False),
+    )
+    unknown = held.filter(~pl.col("pid").is_in(members) | ~pl.col("sid").is_in(sec_ids))
+    if unknown.height:
+        raise InputError(f"holdings.csv: unknown participant or security {unknown.row(0)[:2]!r}")
+    if held["qty"].null_count():
+        raise InputError(f"holdings.csv: quantity {held.filter(pl.col('qty').is_null())['text'][0]!r} "
+                         "is not an integer")
+    held = held.filter(pl.col("sid").is_in(securities))
     holdings = np.zeros((m_count, s_count), dtype=np.int64)
-    for r in scenario.holdings.iter_rows(named=True):
-        pid, sid = str(r["participant_id"]).strip(), str(r["security_id"]).strip()
-        if pid not in member_index or sid not in sec_ids:
-            raise InputError(f"holdings.csv: unknown participant or security {pid!r}, {sid!r}")
-        if sid in s_index:
-            try:
-                holdings[member_index[pid], s_index[sid]] += int(r["quantity"])
-            except (TypeError, ValueError) as exc:
-                raise InputError(f"holdings.csv: quantity {r['quantity']!r} is not an integer") from exc
+    np.add.at(holdings, (held["pid"].replace_strict(member_index, return_dtype=pl.Int64).to_numpy(),
+                         held["sid"].replace_strict(s_index, return_dtype=pl.Int64).to_numpy()),
+              held["qty"].to_numpy())
     cash = np.zeros(m_count, dtype=np.int64)
     ccp_cash = 0
     for r in scenario.cash.iter_rows(named=True):
@@ -666,14 +673,15 @@ def _running_need(group: np.ndarray, order: np.ndarray, amount: np.ndarray, n_gr
     return need
 
 
-def _payments(member: np.ndarray, event: np.ndarray, cash: np.ndarray) -> tuple[np.ndarray, ...]:
+def _payments(member: np.ndarray, event: np.ndarray,
+              cash: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One net payment per (member, settlement event): member, event and amount (> 0 received)."""
     n_events = int(event.max()) + 1 if len(event) else 1
     key, inv = np.unique(member * n_events + event, return_inverse=True)
     return key // n_events, key % n_events, exact_bincount(inv.ravel(), cash, len(key))
 
 
-def _prefunding(flow: TradeFlow, payments: tuple[np.ndarray, ...], member: np.ndarray,
+def _prefunding(flow: TradeFlow, payments: tuple[np.ndarray, np.ndarray, np.ndarray], member: np.ndarray,
                 security: np.ndarray, event: np.ndarray, quantity: np.ndarray) -> Prefunding:
     """Pre-funding from the net payments and the securities flows (member, security, event
     order, quantity received) of the settlement events."""
@@ -781,6 +789,16 @@ class _Loans:
             self.ever[member[got] * s_count + security[got]] = True
         self.unmet_value += int(self.flow.worth(unmet, security).sum())
 
+    def give_back(self, holdings: np.ndarray) -> None:
+        """Return loans out of the borrowers' ``holdings`` (participants x securities), as far as
+        they hold the securities again."""
+        owed = np.flatnonzero(self.loans.ravel())
+        m, s = owed // len(self.flow.securities), owed % len(self.flow.securities)
+        back = np.minimum(self.loans[m, s], holdings[m, s])
+        holdings[m, s] -= back
+        self.loans[m, s] -= back
+        self.pool += exact_bincount(s, back, len(self.flow.securities))
+
     def mark(self, time: int) -> None:
         """Integrate the value on loan up to ``time``, then take the new value from the book."""
         if time > self.end:
@@ -835,7 +853,6 @@ def _simulate_netted(flow: TradeFlow, regime: Regime, settle_at: np.ndarray, ret
     stats = {"instructions": 0, "settled": 0, "fails": 0, "settled_value": 0, "failed_value": 0}
     reasons = np.zeros(len(REASONS), dtype=np.int64)
     settled_parts: list[tuple[np.ndarray, ...]] = []
-    no_ccy = np.zeros(0, dtype=np.int64)
     for k, at in enumerate(slot_times.tolist()):
         lo, hi = bounds[k], bounds[k + 1]
         new = nets.member[lo:hi] * s_count + nets.security[lo:hi]
@@ -858,9 +875,8 @@ def _simulate_netted(flow: TradeFlow, regime: Regime, settle_at: np.ndarray, ret
         granted = _allocate(s, short, book.pool, priority)
         sec[m, s] += granted
         book.lend(m, s, granted, np.where(fresh, short - granted, 0))
-        if no_ccy.shape[0] != len(keys):
-            no_ccy = np.zeros(len(keys), dtype=np.int64)
-        outcome = settle_batch(m, s, q, c, no_ccy, priority, sec, cash, m_count)
+        outcome = settle_batch(m, s, q, c, np.zeros(len(keys), dtype=np.int64), priority, sec, cash,
+                               m_count)
         ok = outcome.settled
         sec[m[ok], s[ok]] += q[ok]
         np.subtract.at(sec[m_count], s[ok], q[ok])
@@ -879,12 +895,7 @@ def _simulate_netted(flow: TradeFlow, regime: Regime, settle_at: np.ndarray, ret
         stats["fails"] += int(new_fail.sum())
         stats["failed_value"] += int(np.abs(c[new_fail]).sum())
         reasons += np.bincount(outcome.reason[new_fail], minlength=len(REASONS))
-        owed = np.flatnonzero(book.loans.ravel())
-        om, os_ = owed // s_count, owed % s_count
-        back = np.minimum(book.loans[om, os_], sec[om, os_])
-        sec[om, os_] -= back
-        book.loans[om, os_] -= back
-        book.pool += exact_bincount(os_, back, s_count)
+        book.give_back(sec)
         book.mark(at)
     settlement = Settlement(
         due=len(nets), instructions=stats["instructions"], settled=stats["settled"],
