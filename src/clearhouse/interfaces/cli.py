@@ -6,6 +6,7 @@ success, 1 when verification fails, 2 on bad input. Nothing in the core imports 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import sys
@@ -102,6 +103,8 @@ def demo(
     cycle: CycleOpt = "T+2",
     seed: Annotated[int, typer.Option(help="Seed of the synthetic market.")] = 7,
     fail_rate: Annotated[float, typer.Option(help="Target share of failing instructions.")] = 0.02,
+    start: Annotated[str, typer.Option(help="First trade date (YYYY-MM-DD).")] = "2026-01-05",
+    currency: Annotated[str, typer.Option(help="The market's currency.")] = "AUD",
     data: DataOpt = Path("clearhouse-demo"),
     as_json: JsonOpt = False,
 ) -> None:
@@ -119,8 +122,14 @@ def demo(
     except InputError as exc:
         _fail(str(exc))
         raise
+    try:
+        first_day = dt.date.fromisoformat(start)
+    except ValueError:
+        _fail(f"--start must be a date YYYY-MM-DD, not {start!r}")
+        raise
     spec = MarketSpec(members=members, securities=securities, trades=trades, days=days,
-                      cycle_days=n_cycle, fail_rate=fail_rate, seed=seed)
+                      cycle_days=n_cycle, fail_rate=fail_rate, seed=seed, start=first_day,
+                      currency=currency.upper())
     started = time.perf_counter()
     if not as_json:
         err.print(f"Generating a market: {members} members, {securities} securities, "
