@@ -8,7 +8,7 @@ each route then checks the caller's role (403). Roles come from the ledger:
   fails and proofs; a venue (the exchange) submits trades between any members;
 - ccp: the operator, runs cut-off, settlement and the next business day, reads everything;
 - regulator: reads everything, writes nothing;
-- oracle: publishes price observations;
+- oracle: publishes price and rate observations (the ledger's ``observation`` kind);
 - every authenticated participant reads the day, the blocks, the participant list and prices.
 
 Imports fastapi, plotly (for its bundled plotly.min.js) and the API's own modules only.
@@ -130,6 +130,7 @@ def create_app(
                           {"WWW-Authenticate": "Bearer"})
         try:
             request.state.principal = auth.principal(token.strip())
+            request.state.token = token.strip()
         except ApiError as exc:
             return _error(exc.status, exc.error, exc.detail, exc.headers)
         return await call_next(request)
@@ -190,6 +191,12 @@ def create_app(
         return {"participant_id": p.participant_id, "name": who.name if who else p.participant_id,
                 "role": str(p.role), "expires_in": auth.expires_in(p)}
 
+    @app.post("/auth/logout", response_model=M.LoggedOut, responses=LIST, tags=["auth"])
+    def logout(p: Caller, request: Request) -> dict[str, Any]:
+        """Revoke the bearer token this request carries."""
+        auth.revoke(request.state.token)
+        return {"participant_id": p.participant_id, "revoked": True}
+
     @app.get("/participants", response_model=M.ParticipantList, responses=LIST, tags=["reference"])
     def participants(p: Caller) -> dict[str, Any]:
         return {"participants": service.participants()}
@@ -222,11 +229,11 @@ def create_app(
     @app.get("/oracle/observations", response_model=M.ObservationList, responses=LIST, tags=["oracle"])
     def observations(
         p: Caller,
-        security_id: Annotated[str | None, Query(max_length=64)] = None,
+        index: Annotated[str | None, Query(max_length=64, description="a rate index or security id")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
-        """Price observations published by oracles, newest first."""
-        return {"observations": service.list_observations(security_id, limit)}
+        """Observations the oracles published on the ledger, newest fixing first."""
+        return {"observations": service.observations(index, limit)}
 
     # ------------------------------------------------------------ one participant's data
 
@@ -301,7 +308,7 @@ def create_app(
     @app.post("/oracle/observations", response_model=M.ObservationsResponse, responses=WRITE,
               tags=["oracle"])
     def publish(p: Caller, body: M.SignedSubmission) -> dict[str, Any]:
-        """Publish a signed batch of price observations (kept in the API's own table)."""
+        """Publish (or correct) observations: a signed ``observation`` submission, one block."""
         require_role(p, frozenset({Role.oracle}), "publish price observations")
         return service.publish_observations(p.participant_id, body.submission_id, body.payload,
                                             body.encoding, body.signature)

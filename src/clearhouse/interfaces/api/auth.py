@@ -120,6 +120,10 @@ class Authenticator:
             raise not_authenticated("the bearer token is unknown or has expired; log in again")
         return p
 
+    def revoke(self, token: str) -> None:
+        with self._lock:
+            self._tokens.pop(token, None)
+
     def expires_in(self, p: Principal) -> int:
         return max(0, int(p.expires_at - self._clock()))
 

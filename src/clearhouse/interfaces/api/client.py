@@ -9,6 +9,7 @@ Imports clearhouse.clearing.batch, clearhouse.core, clearhouse.ledger and the AP
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -37,12 +38,17 @@ def sign_trades(
     return _envelope(key, submitter, submission_id, "trades", payload)
 
 
+def sign_json(key: KeyPair, submitter: str, submission_id: str, kind: str, body: Any) -> dict[str, str]:
+    """A signed submission of any JSON kind, e.g. an oracle's correction
+    ``sign_json(key, "ORACLE1", "fix-7", "observation", {"correct": "obs-1", "rate": "0.0412"})``."""
+    return _envelope(key, submitter, submission_id, kind, canonical_json(body))
+
+
 def sign_observations(
     key: KeyPair, oracle: str, submission_id: str, items: Sequence[Mapping[str, str]]
 ) -> dict[str, str]:
-    """The body of ``POST /oracle/observations``: items with observation_id, security_id, price, as_of."""
-    payload = canonical_json({"observations": [dict(i) for i in items]})
-    return _envelope(key, oracle, submission_id, "observations", payload)
+    """The body of ``POST /oracle/observations``: items with id, index, fixing_date and rate."""
+    return sign_json(key, oracle, submission_id, "observation", {"observations": [dict(i) for i in items]})
 
 
 def sign_nonce(key: KeyPair, nonce: str) -> str:

@@ -62,6 +62,11 @@ class AuthMethods(BaseModel):
     dashboard_login: bool
 
 
+class LoggedOut(BaseModel):
+    participant_id: str
+    revoked: bool = True
+
+
 class Me(BaseModel):
     participant_id: str
     name: str

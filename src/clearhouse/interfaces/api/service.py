@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ from clearhouse.core.exact import exact_bincount
 from clearhouse.core.money import format_minor
 from clearhouse.core.results import SubmissionStatus, TradeResult
 from clearhouse.cycle.run import LEDGER_FILE, SEQUENCER, TRADES_PER_SUBMISSION, open_node, sign
-from clearhouse.interfaces.api import observations as obs
 from clearhouse.interfaces.api.errors import ApiError, not_found
 from clearhouse.ledger.crypto import KeyPair, KeyStore, verify_signature
 from clearhouse.ledger.merkle import merkle_proof
@@ -43,10 +42,9 @@ from clearhouse.state.kinds import Kind, encode_json
 from clearhouse.state.machine import Participant, Positions, StateMachine
 
 PAYLOAD_MAX = 8 * 1024 * 1024
-API_FILE = "api.sqlite"
 NEXT_DAY_MAX = dt.timedelta(days=366)
 _PLAN_SECONDS = 61_200  # 07:00:00 + n seconds stays before midnight for n below this
-_DAY_BLOCKS_MAX = _PLAN_SECONDS + 999_999
+_DAY_BLOCKS_MAX = _PLAN_SECONDS + 999_998  # the last one at 23:59:59.999999
 _TRADE_RESULTS = [r.name for r in TradeResult]
 
 
@@ -117,6 +115,17 @@ class _Figures:
         self.failed_v = np.zeros(n_ccy, dtype=np.int64)
 
 
+@dataclass(slots=True)
+class _Tally:
+    """The per-day figures folded in up to a height, so each new block adds only itself."""
+
+    n_ccy: int
+    height: int = -1
+    nettings: int = 0
+    cycles: int = 0
+    days: dict[dt.date, _Figures] = field(default_factory=dict)
+
+
 class LedgerService:
     """One data directory's node, its operator keys, and the API's reads and writes on it."""
 
@@ -128,26 +137,16 @@ class LedgerService:
             raise InputError(f"no sequencer key under {data_dir / 'keys'}: this is not the CCP's node")
         self.data_dir = data_dir
         self.node: Node = open_node(data_dir)
-        m = self.node.machine
-        if self.node.height < 0:
-            raise InputError(f"the ledger at {data_dir / LEDGER_FILE} is empty")
-        sequencer = m.participant(SEQUENCER)
-        if sequencer is None or self.node.sequencer_key is None or (
-            self.node.sequencer_key.public_key != sequencer.public_key
-        ):
-            raise InputError("the sequencer key under DATA/keys is not the one the ledger registered")
-        if m.ccp < 0:
-            raise InputError("the ledger has no CCP")
-        self.ccp_id = m.participants[m.ccp].id
-        if not keys.has(self.ccp_id) or keys.load(self.ccp_id).public_key != m.participants[m.ccp].public_key:
-            raise InputError(f"no key of {self.ccp_id} under DATA/keys matching the ledger")
-        self.ccp_key: KeyPair = keys.load(self.ccp_id)
+        try:
+            self.ccp_id, self.ccp_key = self._operator_key(keys)
+        except InputError:
+            self.node.store.close()
+            raise
         self.lock = threading.RLock()
-        self.observations = obs.ObservationStore(data_dir / API_FILE)
         self.halted: str | None = None
         self._views: dict[int, BlockView] = {}
         self._leaves: tuple[int, list[bytes], dict[tuple[str, str, str], int]] | None = None
-        self._daily: tuple[int, list[dict[str, Any]]] | None = None
+        self._tally: _Tally | None = None
         head = self._view(self.node.height)
         self.business_date = head.day
         self.blocks_today = sum(1 for _ in self._blocks_of_day(self.business_date))
@@ -161,6 +160,23 @@ class LedgerService:
         else:
             self.verification = VerificationState("not_checked", None, None)
 
+    def _operator_key(self, keys: KeyStore) -> tuple[str, KeyPair]:
+        """The CCP's id and key, after checking both the sequencer's and the CCP's keys match the ledger."""
+        m = self.node.machine
+        if self.node.height < 0:
+            raise InputError(f"the ledger at {self.data_dir / LEDGER_FILE} is empty")
+        sequencer = m.participant(SEQUENCER)
+        if sequencer is None or self.node.sequencer_key is None or (
+            self.node.sequencer_key.public_key != sequencer.public_key
+        ):
+            raise InputError("the sequencer key under DATA/keys is not the one the ledger registered")
+        if m.ccp < 0:
+            raise InputError("the ledger has no CCP")
+        ccp = m.participants[m.ccp]
+        if not keys.has(ccp.id) or keys.load(ccp.id).public_key != ccp.public_key:
+            raise InputError(f"no key of {ccp.id} under DATA/keys matching the ledger")
+        return ccp.id, keys.load(ccp.id)
+
     @property
     def machine(self) -> StateMachine:
         return self.node.machine
@@ -171,7 +187,6 @@ class LedgerService:
 
     def close(self) -> None:
         with self.lock:
-            self.observations.close()
             self.node.store.close()
 
     # ---------------------------------------------------------------- blocks
@@ -260,22 +275,10 @@ class LedgerService:
         trade_ids = frame["trade_id"].to_list()
         with self.lock:
             self._check_running()
-            sub = self._signed(participant_id, submission_id, str(Kind.trades), payload, signature_hex)
-            before = self.machine.seen.get((participant_id, submission_id))
-            if before is not None:
-                if before != sub.body_digest():
-                    raise ApiError(409, "exists_with_different_body",
-                                   f"submission {submission_id!r} was accepted earlier with another body")
-                height, index = self._find_accepted(participant_id, submission_id)
-                head, codes = decode_receipt(self.node.store.receipts(height)[index])
-                status, view = str(SubmissionStatus.exists), self._view(height)
-            else:
-                view, receipts = self._seal([sub], self.business_date)
-                head, height = receipts[0], view.header.height
-                _, codes = decode_receipt(self.node.store.receipts(height)[0])
-                status = head["status"]
-                if status != SubmissionStatus.accepted:
-                    raise ApiError(400, status, f"{head['reason']} (kept in block {height})")
+            head, height, status = self._sequence(participant_id, submission_id, Kind.trades, payload,
+                                                  signature_hex)
+            _, codes = decode_receipt(self._receipt(height, participant_id, submission_id))
+            view = self._view(height)
         summary = head["summary"]
         return {
             "submission_id": submission_id, "status": status, "reason": head.get("reason", ""),
@@ -284,6 +287,33 @@ class LedgerService:
             "results": [{"trade_id": t, "result": _TRADE_RESULTS[c]}
                         for t, c in zip(trade_ids, codes, strict=True)],
         }
+
+    def _sequence(self, submitter: str, submission_id: str, kind: Kind, payload: bytes,
+                  signature_hex: str) -> tuple[dict[str, Any], int, str]:
+        """Cut a block of the caller's signed submission, or find the one that already holds it.
+
+        Returns the receipt's head, the block height and ``accepted`` or ``exists``; a
+        submission the state machine refuses is kept in its block and answered with 400.
+        """
+        sub = self._signed(submitter, submission_id, str(kind), payload, signature_hex)
+        before = self.machine.seen.get((submitter, submission_id))
+        if before is not None:
+            if before != sub.body_digest():
+                raise ApiError(409, "exists_with_different_body",
+                               f"submission {submission_id!r} was accepted earlier with another body")
+            height, index = self._find_accepted(submitter, submission_id)
+            return dict(self._view(height).items[index]), height, str(SubmissionStatus.exists)
+        view, receipts = self._seal([sub], self.business_date)
+        head = receipts[0]
+        if head["status"] != SubmissionStatus.accepted:
+            raise ApiError(400, head["status"], f"{head['reason']} (kept in block {view.header.height})")
+        return head, view.header.height, str(SubmissionStatus.accepted)
+
+    def _receipt(self, height: int, submitter: str, submission_id: str) -> bytes:
+        for index, item in enumerate(self._view(height).items):
+            if (item["submitter"], item["submission_id"]) == (submitter, submission_id):
+                return self.node.store.receipts(height)[index]
+        raise ApiError(500, "receipt_missing", f"no stored receipt of {submission_id!r} at {height}")
 
     def _find_accepted(self, submitter: str, submission_id: str) -> tuple[int, int]:
         """Block height and position of the accepted submission of that submitter and id."""
@@ -335,34 +365,52 @@ class LedgerService:
 
     def publish_observations(self, oracle_id: str, submission_id: str, payload_text: str,
                              encoding: str, signature_hex: str) -> dict[str, Any]:
+        """Sequence an oracle's signed ``observation`` submission: a batch, or one correction."""
         payload = self._payload(payload_text, encoding)
         try:
-            obs.parse_items(payload)
-        except InputError as exc:
-            raise ApiError(400, "malformed_payload", str(exc)) from exc
+            body = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ApiError(400, "malformed_payload", f"payload is not JSON: {exc}") from exc
+        publish = isinstance(body, dict) and set(body) == {"observations"} and isinstance(
+            body["observations"], list)
+        if not publish and not (isinstance(body, dict) and set(body) == {"correct", "rate"}):
+            raise ApiError(400, "malformed_payload",
+                           'observations are {"observations": [...]} or a correction {"correct": id, "rate": r}')
         with self.lock:
             self._check_running()
-            sub = self._signed(oracle_id, submission_id, obs.KIND, payload, signature_hex)
-            before = self.observations.previous(oracle_id, submission_id)
-            if before is not None:
-                if before[0] != sub.body_digest():
-                    raise ApiError(409, "exists_with_different_body",
-                                   f"batch {submission_id!r} was published earlier with another body")
-                status, results = str(SubmissionStatus.exists), [(o, r) for o, r in before[1]]
-            else:
-                currencies = {s.id: s.currency for s in self.machine.securities}
-                batch = obs.Batch(oracle_id, submission_id, sub.body_digest(), payload, sub.signature)
-                results = self.observations.publish(batch, currencies, self.business_date, self.node.height)
-                status = str(SubmissionStatus.accepted)
-        ok = sum(1 for _, r in results if r == "ok")
-        return {"submission_id": submission_id, "status": status, "accepted": ok,
-                "rejected": len(results) - ok,
-                "results": [{"observation_id": o, "result": r} for o, r in results]}
+            head, height, status = self._sequence(oracle_id, submission_id, Kind.observation, payload,
+                                                  signature_hex)
+            rejections = [r for r in self.node.store.rejections(submission_id=submission_id, height=height)]
+        results = []
+        if publish:
+            pending = iter(rejections)
+            refusal = next(pending, None)
+            for n, item in enumerate(body["observations"]):
+                item_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else f"#{n}"
+                if refusal is not None and refusal.item_id == item_id:
+                    results.append({"observation_id": item_id, "result": refusal.reason})
+                    refusal = next(pending, None)
+                else:
+                    results.append({"observation_id": item_id, "result": "ok"})
+        return {"submission_id": submission_id, "status": status, "reason": head.get("reason", ""),
+                "height": height, "block_hash": self._view(height).hash, "summary": head["summary"],
+                "results": results}
 
-    def list_observations(self, security_id: str | None, limit: int) -> list[dict[str, Any]]:
+    def observations(self, index: str | None, limit: int) -> list[dict[str, Any]]:
+        """Published observations on the ledger, newest fixing first."""
         with self.lock:
             self._check_running()
-            return self.observations.list(security_id, limit)
+            found = []
+            for record in self.machine.contracts.contracts(template="observation"):
+                o = record.state
+                if index is not None and o.index != index:
+                    continue
+                found.append({"observation_id": o.observation_id, "index": o.index,
+                              "fixing_date": o.fixing_date, "rate": str(o.rate), "publisher": o.publisher,
+                              "published_on": o.published_on, "version": o.version,
+                              "contract_id": record.contract_id})
+        found.sort(key=lambda x: (x["fixing_date"], x["contract_id"]), reverse=True)
+        return found[:limit]
 
     # ---------------------------------------------------------------- reads
 
@@ -435,7 +483,8 @@ class LedgerService:
                                  for (d, c), v in sorted(cash.items())]}
 
     def instructions(self, participant_id: str, failed_only: bool = False) -> dict[str, Any]:
-        """The member's settlement instructions of every cycle, with their outcome."""
+        """The member's settlement instructions of every cycle with their outcome; with
+        ``failed_only`` the fails: every instruction not settled in full."""
         with self.lock:
             self._check_running()
             m = self.machine
@@ -448,14 +497,16 @@ class LedgerService:
                 date = from_day_number(cyc.day).isoformat()
                 for i in np.flatnonzero(mine).tolist():
                     sec = m.securities[int(cyc.security[i])]
-                    ok = bool(cyc.settled[i])
+                    full = bool(cyc.settled[i])
+                    moved_q, moved_c = int(cyc.settled_quantity[i]), int(cyc.settled_cash[i])
                     rows.append({
                         "settlement_date": date,
                         "due_date": from_day_number(int(cyc.first_due[i])).isoformat(),
                         "security_id": sec.id, "quantity": int(cyc.quantity[i]),
                         "cash": format_minor(int(cyc.cash[i]), sec.currency), "currency": sec.currency,
-                        "status": "settled" if ok else "failed",
-                        "reason": None if ok else str(REASONS[int(cyc.reason[i])]),
+                        "settled_quantity": moved_q, "settled_cash": format_minor(moved_c, sec.currency),
+                        "status": "settled" if full else "partial" if moved_q or moved_c else "failed",
+                        "reason": None if full else str(REASONS[int(cyc.reason[i])]),
                     })
             return {"participant_id": participant_id, "height": self.node.height,
                     "fails" if failed_only else "instructions": rows}
@@ -535,16 +586,15 @@ class LedgerService:
         """Figures per business date: trades, netting (per cut-off) and settlement (per cycle)."""
         with self.lock:
             self._check_running()
-            if self._daily is not None and self._daily[0] == self.node.height:
-                return self._daily[1]
             m = self.machine
             n_ccy = max(len(m.currencies), 1)
-            days: dict[dt.date, _Figures] = {}
-            nettings = iter(m.history.nettings)
+            if self._tally is None or self._tally.n_ccy != n_ccy:
+                self._tally = _Tally(n_ccy)
+            t = self._tally
             ccy_of = m.security_currency
-            for height in range(self.node.height + 1):
+            for height in range(t.height + 1, self.node.height + 1):
                 view = self._view(height)
-                f = days.setdefault(view.day, _Figures(n_ccy))
+                f = t.days.setdefault(view.day, _Figures(n_ccy))
                 f.blocks += 1
                 for item in view.items:
                     if item["status"] != SubmissionStatus.accepted:
@@ -555,30 +605,33 @@ class LedgerService:
                         f.trades[1] += s["accepted"]
                         f.trades[2] += s["rejected"]
                     elif item["kind"] == Kind.cutoff:
-                        nets = next(nettings)
                         f.cutoffs += 1
+                        # only a cut-off that netted adds a netting (the book may take trades gross)
+                        if "net_positions" not in s or t.nettings >= len(m.history.nettings):
+                            continue
+                        nets = m.history.nettings[t.nettings]
+                        t.nettings += 1
                         f.gross_obligations += nets.gross_obligations
                         f.net_obligations += len(nets)
                         f.gross[: len(nets.gross_value)] += nets.gross_value
                         if len(nets):
                             f.net += exact_bincount(ccy_of[nets.security], np.abs(nets.cash), n_ccy)
-            for cyc in m.history.cycles:
-                f = days.setdefault(from_day_number(cyc.day), _Figures(n_ccy))
+            t.height = self.node.height
+            for cyc in m.history.cycles[t.cycles:]:
+                f = t.days.setdefault(from_day_number(cyc.day), _Figures(n_ccy))
                 ccy = ccy_of[cyc.security] if len(cyc.security) else cyc.security
-                ok = cyc.settled
                 f.cycles += 1
-                f.settled += int(ok.sum())
-                f.failed += int((~ok).sum())
-                f.settled_v += exact_bincount(ccy[ok], np.abs(cyc.cash[ok]), n_ccy)
-                f.failed_v += exact_bincount(ccy[~ok], np.abs(cyc.cash[~ok]), n_ccy)
-            result = [self._day_body(d, days[d]) for d in sorted(days)]
-            self._daily = (self.node.height, result)
-            return result
+                f.settled += int(cyc.settled.sum())
+                f.failed += int((~cyc.settled).sum())
+                f.settled_v += exact_bincount(ccy, np.abs(cyc.settled_cash), n_ccy)
+                f.failed_v += exact_bincount(ccy, np.abs(cyc.cash - cyc.settled_cash), n_ccy)
+            t.cycles = len(m.history.cycles)
+            return [self._day_body(d, t.days[d]) for d in sorted(t.days)]
 
     def day(self) -> dict[str, Any]:
         with self.lock:
             today = next((d for d in self.daily() if d["business_date"] == self.business_date),
-                         None) or self._day_body(self.business_date, _Figures(1))
+                         None) or self._day_body(self.business_date, _Figures(max(len(self.machine.currencies), 1)))
             m = self.machine
             v = self.verification
             sealed_since = self.node.height - v.verified_height if v.verified_height is not None else 0

@@ -88,6 +88,7 @@ async function login(participantId, seedHex) {
 }
 
 function logout() {
+  if (state.token) fetch("/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${state.token}` } });
   state.token = null;
   state.who = null;
   sessionStorage.removeItem("clearhouse-token");
@@ -146,7 +147,8 @@ async function showDay() {
   $("day-trades").textContent = d.trades.submitted.toLocaleString();
   $("day-trades-detail").textContent = `${d.trades.accepted} accepted, ${d.trades.rejected} rejected, ` +
     `${d.pending_trades} waiting for cut-off`;
-  $("day-netting").textContent = d.netting.reduction_pct === null ? "no cut-off yet" : `${d.netting.reduction_pct} %`;
+  $("day-netting").textContent = d.netting.cutoffs === 0 ? "no cut-off yet"
+    : d.netting.reduction_pct === null ? "nothing netted" : `${d.netting.reduction_pct} %`;
   $("day-netting-detail").textContent = `gross ${money(d.netting.gross_value)}, net ${money(d.netting.net_value)}`;
   $("day-settled").textContent = money(d.settlement.settled_value);
   $("day-settled-detail").textContent = `${d.settlement.settled} instructions settled`;
@@ -161,7 +163,7 @@ async function showDay() {
     : (d.verification.reason || "");
 }
 
-const LAYOUT = { margin: { t: 40, r: 10, b: 40, l: 60 }, height: 300, legend: { orientation: "h" } };
+const LAYOUT = { margin: { t: 40, r: 50, b: 40, l: 60 }, height: 300, legend: { orientation: "h" } };
 
 async function showCharts() {
   const days = (await api("/stats/daily")).days;
@@ -208,9 +210,11 @@ async function showMember(id) {
   table("table-cash", ["currency", "amount"], pos.cash, (r) => proveHolding(id, "cash", r.currency));
   table("table-open", ["security_id", "settlement_date", "quantity", "cash", "currency", "first_due", "failing"],
     pos.open_positions);
-  table("table-instructions", ["settlement_date", "security_id", "quantity", "cash", "currency", "status", "reason"],
+  table("table-instructions", ["settlement_date", "security_id", "quantity", "cash", "settled_quantity", "status",
+    "reason"],
     ins.instructions.slice().reverse());
-  table("table-fails", ["settlement_date", "due_date", "security_id", "quantity", "cash", "reason"],
+  table("table-fails", ["settlement_date", "due_date", "security_id", "quantity", "settled_quantity", "cash",
+    "reason"],
     fails.fails.slice().reverse());
   Plotly.newPlot("chart-holdings", [{
     x: pos.securities.map((s) => s.security_id), y: pos.securities.map((s) => s.quantity), type: "bar",
