@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 
 import polars as pl
+from polars.exceptions import PanicException
 
 from clearhouse.core.errors import InputError
 
@@ -77,7 +78,7 @@ def decode_trades(payload: bytes) -> pl.DataFrame:
         return _decode_json(payload)
     try:
         frame = pl.read_ipc_stream(io.BytesIO(payload))
-    except Exception as exc:  # pyarrow/polars raise many types on hostile bytes
+    except (Exception, PanicException) as exc:  # hostile bytes raise many types, some readers panic
         raise InputError(f"not a trade batch: {type(exc).__name__}") from exc
     if any(t != pl.String for t in frame.dtypes) or tuple(frame.columns) not in (TRADE_COLUMNS, REQUIRED_COLUMNS
                                                                                    + OPTIONAL_COLUMNS[:1]):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+from polars.exceptions import PanicException
 
 from clearhouse.clearing.batch import normalise_trades
 from clearhouse.core.errors import InputError
@@ -46,7 +47,7 @@ def _read(path: Path, columns: tuple[str, ...], required: bool = True) -> pl.Dat
         return pl.DataFrame({c: [] for c in columns}, schema=dict.fromkeys(columns, pl.String))
     try:
         frame = pl.read_csv(path, infer_schema=False, truncate_ragged_lines=False)
-    except Exception as exc:  # polars raises several types on malformed CSV
+    except (Exception, PanicException) as exc:  # polars raises several types on malformed CSV, or panics
         raise InputError(f"cannot read {path.name}: {exc}") from exc
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -58,7 +59,7 @@ def _read_table(path: Path, columns: tuple[str, ...]) -> pl.DataFrame:
     if path.suffix == ".parquet":
         try:
             frame = pl.read_parquet(path)
-        except Exception as exc:
+        except (Exception, PanicException) as exc:
             raise InputError(f"cannot read {path.name}: {exc}") from exc
         missing = [c for c in columns if c not in frame.columns]
         if missing:
