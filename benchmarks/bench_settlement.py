@@ -1,15 +1,25 @@
 """Benchmark of the DvP settlement optimiser: settled value against the LP bound, and wall time.
 
 Builds a seeded batch of heavy-tailed DvP instructions (1,000,000 across 5,000 accounts by
-default), funds every account with a fraction of what it must pay and deliver, runs the
-deselection heuristic on the whole batch and the integer program (time-limited) on a 20,000
-instruction slice, and reports each answer as a percentage of the LP relaxation bound of the same
-batch. The LP on the full batch may not finish in its time limit; the bound is then computed on
-the largest prefix of the batch (rebuilt with the same funding rule) that does, and the report
-says which size each bound covers.
+default) and funds every account with a fraction of its gross needs: per security, a share of
+the units it must deliver; per currency, a share of the cash it must pay. Then, per scenario:
 
-Run: ``python benchmarks/bench_settlement.py [--quick] [--out FILE]``; prints JSON and writes it
-to ``benchmarks/results/bench_settlement.json`` unless ``--out`` says otherwise.
+* ``greedy_full``: the deselection heuristic alone on the whole batch (wall time, value);
+* ``bounded``: on prefixes of growing size (each funded by the same rule), the heuristic alone
+  and the full pipeline with the LP relaxation (heuristic, LP rounding, bound), as a percentage
+  of the LP bound of the same prefix; sizes stop at the first whose LP does not finish within
+  ``LP_TIME_LIMIT_S``, so the largest size listed with ``lp_optimal`` is the largest the bound
+  covers;
+* ``milp_slice``: the integer program with a time limit on the first 20,000 instructions, whose
+  proven upper bound shows how far the LP bound itself is from the best achievable value.
+
+Scenarios: ``mixed`` (10% of instructions in linked pairs, half allowed to settle in part in
+lots of 1, 10 or 100), run without and with partial settlement; ``divisible`` (every
+instruction may settle in part, lot 1, no links), where the LP relaxation is nearly exact.
+
+Run: ``python benchmarks/bench_settlement.py [--quick] [--out FILE]`` prints the figures as JSON
+(and writes them to FILE); ``benchmarks/run_all.py`` calls :func:`run` and renders them into
+docs/PERFORMANCE.md.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import json
 import os
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,40 +49,36 @@ PARTIAL_SHARE = 0.50
 MILP_N = 20_000
 MILP_TIME_LIMIT_S = 60.0
 LP_TIME_LIMIT_S = 60.0
+PREFIX_SIZES = (20_000, 100_000, 250_000, 500_000, 1_000_000)
 
 
-def make_batch(
-    n: int, n_accounts: int, seed: int = SEED
-) -> tuple[InstructionSet, np.ndarray, np.ndarray]:
-    """A heavy-tailed batch and opening balances funding a fraction of each account's needs.
+def make_batch(n: int, n_accounts: int, seed: int = SEED) -> InstructionSet:
+    """A heavy-tailed batch of ``n`` instructions (the ``mixed`` scenario).
 
     Account activity and security popularity follow Pareto weights (a few very active accounts
-    and popular securities); quantities and prices are log-normal. About ``LINKED_SHARE`` of the
-    instructions come in linked pairs, ``PARTIAL_SHARE`` allow partial settlement with lots of
-    1, 10 or 100. Each account holds ``SECURITIES_FRACTION`` of the units it must deliver per
-    security and ``CASH_FRACTION`` of the cash it must pay per currency (rounded down).
+    and popular securities); quantities and prices are log-normal. About ``LINKED_SHARE`` of
+    the instructions come in linked pairs at even offsets, so a prefix of even length never
+    splits a pair; ``PARTIAL_SHARE`` allow partial settlement with lots of 1, 10 or 100.
     """
     rng = np.random.default_rng(seed)
     acc_w = rng.pareto(1.2, n_accounts) + 1.0
-    acc_w /= acc_w.sum()
     sec_w = rng.pareto(1.0, N_SECURITIES) + 1.0
-    sec_w /= sec_w.sum()
-    deliverer = rng.choice(n_accounts, size=n, p=acc_w)
-    receiver = rng.choice(n_accounts, size=n, p=acc_w)
+    deliverer = rng.choice(n_accounts, size=n, p=acc_w / acc_w.sum())
+    receiver = rng.choice(n_accounts, size=n, p=acc_w / acc_w.sum())
     clash = receiver == deliverer
-    receiver[clash] = (receiver[clash] + 1 + rng.integers(0, n_accounts - 1, int(clash.sum()))) \
-        % n_accounts
-    security = rng.choice(N_SECURITIES, size=n, p=sec_w)
+    receiver[clash] = (
+        receiver[clash] + 1 + rng.integers(0, n_accounts - 1, int(clash.sum()))
+    ) % n_accounts
+    security = rng.choice(N_SECURITIES, size=n, p=sec_w / sec_w.sum())
     sec_ccy = rng.integers(0, N_CURRENCIES, N_SECURITIES)
     price = np.exp(rng.normal(8.0, 1.0, N_SECURITIES))
     quantity = np.minimum(np.ceil(np.exp(rng.normal(4.0, 1.5, n))), 10**7).astype(np.int64)
     cash = np.maximum(np.rint(quantity * price[security] * np.exp(rng.normal(0, 0.02, n))), 1)
-    pair = rng.random(n // 2) < LINKED_SHARE
+    pair_idx = np.flatnonzero(rng.random(n // 2) < LINKED_SHARE)
     link = np.full(n, -1, dtype=np.int64)
-    pair_idx = np.flatnonzero(pair)
     link[2 * pair_idx] = pair_idx
     link[2 * pair_idx + 1] = pair_idx
-    instr = InstructionSet.create(
+    return InstructionSet.create(
         deliverer=deliverer,
         receiver=receiver,
         security=security,
@@ -82,7 +89,13 @@ def make_batch(
         partial_allowed=rng.random(n) < PARTIAL_SHARE,
         lot_size=rng.choice(np.array([1, 10, 100]), size=n),
     )
-    return instr, *fund(instr, n_accounts)
+
+
+def divisible(instr: InstructionSet) -> InstructionSet:
+    """The same instructions, each allowed to settle in part in lots of 1, none linked."""
+    n = instr.n
+    return replace(instr, link=np.full(n, -1, dtype=np.int64),
+                   partial_allowed=np.ones(n, dtype=bool), lot_size=np.ones(n, dtype=np.int64))
 
 
 def fund(instr: InstructionSet, n_accounts: int) -> tuple[np.ndarray, np.ndarray]:
@@ -98,91 +111,122 @@ def fund(instr: InstructionSet, n_accounts: int) -> tuple[np.ndarray, np.ndarray
 
 
 def prefix(instr: InstructionSet, m: int) -> InstructionSet:
-    """The first ``m`` instructions (a link pair is never split: pairs sit at even offsets)."""
+    """The first ``m`` instructions (``m`` even, so no linked pair is split)."""
     m -= m % 2
-    return InstructionSet(
-        deliverer=instr.deliverer[:m], receiver=instr.receiver[:m], security=instr.security[:m],
-        quantity=instr.quantity[:m], currency=instr.currency[:m], cash=instr.cash[:m],
-        link=instr.link[:m], partial_allowed=instr.partial_allowed[:m],
-        lot_size=instr.lot_size[:m], min_partial_value=instr.min_partial_value,
+    return replace(
+        instr, deliverer=instr.deliverer[:m], receiver=instr.receiver[:m],
+        security=instr.security[:m], quantity=instr.quantity[:m], currency=instr.currency[:m],
+        cash=instr.cash[:m], link=instr.link[:m], partial_allowed=instr.partial_allowed[:m],
+        lot_size=instr.lot_size[:m],
     )
 
 
-def run_case(instr: InstructionSet, n_accounts: int, allow_partial: bool, exact: bool,
-             bound: bool, time_limit_s: float) -> dict[str, Any]:
+def _pct(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 3) if whole else 100.0
+
+
+def _timed(instr: InstructionSet, n_accounts: int, **kwargs: Any) -> tuple[Any, float]:
     sec, cash = fund(instr, n_accounts)
     start = time.perf_counter()
-    choice = settle_max_value(
-        instr, sec, cash, time_limit_s=time_limit_s,
-        exact_max_n=instr.n if exact else 0, allow_partial=allow_partial,
-        compute_lp_bound=bound,
-    )
-    wall = time.perf_counter() - start
+    choice = settle_max_value(instr, sec, cash, **kwargs)
+    return choice, round(time.perf_counter() - start, 3)
+
+
+def greedy_case(instr: InstructionSet, n_accounts: int, allow_partial: bool) -> dict[str, Any]:
+    choice, wall = _timed(instr, n_accounts, exact_max_n=0, compute_lp_bound=False,
+                          allow_partial=allow_partial)
     total = int(instr.cash.sum())
-    out: dict[str, Any] = {
-        "n": instr.n,
-        "allow_partial": allow_partial,
-        "method": str(choice.method),
-        "status": str(choice.status),
-        "wall_s": round(wall, 3),
-        "settled_value": choice.settled_value,
-        "settled_count": int(choice.settled.sum()),
-        "total_value": total,
-        "settled_pct_of_total": round(100.0 * choice.settled_value / total, 3),
+    return {
+        "n": instr.n, "allow_partial": allow_partial, "wall_s": wall, "settled_value": choice.settled_value,
+        "settled_count": int(choice.settled.sum()), "total_value": total,
+        "settled_pct_of_total": _pct(choice.settled_value, total),
     }
-    if bound:
-        out["lp_bound"] = choice.lp_bound
-        out["lp_optimal"] = choice.lp_optimal
-        if choice.lp_optimal:
-            out["settled_pct_of_lp_bound"] = round(100.0 * choice.settled_value / choice.lp_bound, 3)
+
+
+def bounded_case(instr: InstructionSet, n_accounts: int, allow_partial: bool) -> dict[str, Any]:
+    greedy = greedy_case(instr, n_accounts, allow_partial)
+    choice, wall = _timed(instr, n_accounts, exact_max_n=0, allow_partial=allow_partial,
+                          time_limit_s=LP_TIME_LIMIT_S)
+    return {
+        "n": instr.n,
+        "lp_optimal": choice.lp_optimal,
+        "lp_bound": choice.lp_bound,
+        "lp_bound_pct_of_total": _pct(choice.lp_bound, greedy["total_value"]),
+        "greedy_wall_s": greedy["wall_s"],
+        "greedy_pct_of_lp_bound": _pct(greedy["settled_value"], choice.lp_bound),
+        "with_lp_wall_s": wall,
+        "with_lp_method": str(choice.method),
+        "with_lp_pct_of_lp_bound": _pct(choice.settled_value, choice.lp_bound),
+    }
+
+
+def milp_case(instr: InstructionSet, n_accounts: int, allow_partial: bool,
+              time_limit_s: float) -> dict[str, Any]:
+    greedy = greedy_case(instr, n_accounts, allow_partial)
+    choice, wall = _timed(instr, n_accounts, exact_max_n=instr.n, allow_partial=allow_partial,
+                          time_limit_s=time_limit_s)
+    return {
+        "n": instr.n,
+        "time_limit_s": time_limit_s,
+        "wall_s": wall,
+        "status": str(choice.status),
+        "method": str(choice.method),
+        "settled_value": choice.settled_value,
+        "upper_bound": choice.upper_bound,
+        "lp_bound": choice.lp_bound,
+        "gap_pct": round(choice.gap_pct, 4),
+        "best_pct_of_lp_bound": _pct(choice.settled_value, choice.lp_bound),
+        "upper_bound_pct_of_lp_bound": _pct(choice.upper_bound, choice.lp_bound),
+        "greedy_pct_of_best": _pct(greedy["settled_value"], choice.settled_value),
+    }
+
+
+def scenario(instr: InstructionSet, n_accounts: int, allow_partial: bool,
+             milp_time_limit_s: float) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "greedy_full": greedy_case(instr, n_accounts, allow_partial),
+        "bounded": [],
+    }
+    for m in (size for size in PREFIX_SIZES if size <= instr.n):
+        case = bounded_case(prefix(instr, m), n_accounts, allow_partial)
+        out["bounded"].append(case)
+        if not case["lp_optimal"]:
+            break
+    out["milp_slice"] = milp_case(prefix(instr, MILP_N), n_accounts, allow_partial,
+                                  milp_time_limit_s)
     return out
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    """Run the benchmark; ``quick`` uses 100,000 instructions and 500 accounts."""
+    """Run every scenario; ``quick`` uses 100,000 instructions, 500 accounts, 20 s MILP."""
     n_full = 100_000 if quick else N_FULL
     n_accounts = 500 if quick else N_ACCOUNTS
-    lp_sizes = [MILP_N, n_full // 10, n_full // 4, n_full // 2, n_full]
-    instr, _, _ = make_batch(n_full, n_accounts)
-    results: dict[str, Any] = {
+    milp_limit = 20.0 if quick else MILP_TIME_LIMIT_S
+    mixed = make_batch(n_full, n_accounts)
+    return {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "python": platform.python_version()},
-        "seed": SEED,
-        "accounts": n_accounts,
-        "securities": N_SECURITIES,
-        "currencies": N_CURRENCIES,
-        "cash_fraction": CASH_FRACTION,
-        "securities_fraction": SECURITIES_FRACTION,
-        "greedy_full": [],
-        "bounded": [],
-        "milp_slice": [],
+        "config": {
+            "seed": SEED, "n": n_full, "accounts": n_accounts, "securities": N_SECURITIES,
+            "currencies": N_CURRENCIES, "cash_fraction": CASH_FRACTION,
+            "securities_fraction": SECURITIES_FRACTION, "linked_share": LINKED_SHARE,
+            "partial_share": PARTIAL_SHARE, "lp_time_limit_s": LP_TIME_LIMIT_S,
+        },
+        "mixed_all_or_none": scenario(mixed, n_accounts, False, milp_limit),
+        "mixed_partial": scenario(mixed, n_accounts, True, milp_limit),
+        "divisible": scenario(divisible(mixed), n_accounts, True, milp_limit),
     }
-    for allow_partial in (False, True):
-        results["greedy_full"].append(
-            run_case(instr, n_accounts, allow_partial, exact=False, bound=False,
-                     time_limit_s=LP_TIME_LIMIT_S))
-        for m in lp_sizes:
-            case = run_case(prefix(instr, m), n_accounts, allow_partial, exact=False,
-                            bound=True, time_limit_s=LP_TIME_LIMIT_S)
-            results["bounded"].append(case)
-            if not case["lp_optimal"]:
-                break
-        results["milp_slice"].append(
-            run_case(prefix(instr, MILP_N), n_accounts, allow_partial, exact=True, bound=True,
-                     time_limit_s=MILP_TIME_LIMIT_S))
-    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100,000 instructions")
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).parent / "results" / "bench_settlement.json")
+    parser.add_argument("--out", type=Path, help="also write the JSON to this file")
     args = parser.parse_args()
-    results = run(quick=args.quick)
-    text = json.dumps(results, indent=2)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    text = json.dumps(run(quick=args.quick), indent=2)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
     print(text)
 
 

@@ -287,7 +287,7 @@ class _Rtgs:
         for currency in sorted({c for _, c in self.queues}):
             keys = sorted(k for k in self.queues if k[1] == currency and self.queues[k])
             keep = {k: len(self.queues[k]) for k in keys}
-            net = {}
+            net: dict[Key, int] = {}
             for k in keys:
                 for _, arrival in self.queues[k]:
                     q = self.queued[arrival]

@@ -7,15 +7,17 @@ account can cover what it owes the whole batch settles; otherwise some instructi
 account's securities balance stays >= 0 and every cash balance stays >= -credit limit, with
 linked instructions settling all or none and, on request, partial settlement in whole lots.
 
-Three layers live here:
+Four pieces live here:
 
-* an exact integer program (HiGHS through ``highspy``) for batches up to ``exact_max_n``
-  instructions, under a time limit;
 * a vectorised deselection heuristic (start from everything selected, drop the cheapest
-  contributors to each negative balance until feasible, then re-add what fits in value order) for
-  larger batches and as the fallback and the floor of the exact path;
+  contributors to each negative balance until feasible, then re-add what fits in value order),
+  which always runs and is the only stage for very large batches;
 * the LP relaxation, whose optimum (certified from its dual, so solver tolerances cannot make it
-  too low) is the upper bound reported beside every answer.
+  too low) is the upper bound reported beside every answer;
+* LP rounding: the relaxation's solution rounded down, then repaired and extended by the
+  heuristic;
+* an exact integer program (HiGHS through ``highspy``) for batches up to ``exact_max_n``
+  instructions, under a time limit, its answer re-checked and repaired in exact integers.
 
 Chains and cycles of deliveries that only settle together (A delivers to B, who needs those
 securities to deliver to C, ... back to A) settle, because the heuristic starts from the whole
@@ -77,9 +79,9 @@ class Status(StrEnum):
 
     * ``optimal``: the integer program finished and its optimum was kept (value equals the
       proven bound).
-    * ``near_optimal``: the integer program finished, but a repair in exact integers (partial
-      cash rounded down to whole minor units, solver round-off) cost some value; the gap says
-      how much at most.
+    * ``near_optimal``: the integer program finished, but its solution needed a repair in exact
+      integers (solver round-off on very large amounts) that cost some value; the gap says how
+      much at most.
     * ``time_limit``: the solver stopped at its limit; the answer is the better of its incumbent
       and the heuristic, with the gap reported.
     * ``heuristic``: the batch exceeded ``exact_max_n`` and only the heuristic ran.
@@ -356,8 +358,10 @@ def _validate(
     for name, arr in arrays.items():
         if arr.ndim != 1 or arr.shape[0] != n:
             raise InputError(f"instruction field {name} must be a 1-d array of length {n}")
-        if name != "partial_allowed" and arr.dtype != np.int64:
-            raise InputError(f"instruction field {name} must be int64, got {arr.dtype}")
+        expected = np.bool_ if name == "partial_allowed" else np.int64
+        if arr.dtype != expected:
+            raise InputError(f"instruction field {name} must be {np.dtype(expected)}, "
+                             f"got {arr.dtype}")
     if securities.ndim != 2 or cash.ndim != 2 or securities.shape[0] != cash.shape[0]:
         raise InputError("securities must be A x S and cash A x C for the same A accounts")
     if credit.shape != cash.shape:
@@ -403,6 +407,7 @@ def _build_problem(
     credit: np.ndarray,
     allow_partial: bool,
 ) -> _Problem:
+    """Number positions, group instructions into settlement units, index flows by position."""
     n = instr.n
     n_acc, n_sec = securities.shape
     n_ccy = cash.shape[1]
@@ -423,11 +428,11 @@ def _build_problem(
     n_units = n_groups + int((~linked).sum())
 
     kmax = np.where(q > 0, (q - 1) // lot, 0)
-    mpv = np.full(n, instr.min_partial_value, dtype=np.int64)
     kmin = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
     maybe = allow_partial & instr.partial_allowed & ~linked & (kmax >= 1)
     idx = np.flatnonzero(maybe)
-    kmin[idx] = _lots_paying_at_least(c[idx], lot[idx], q[idx], np.maximum(mpv[idx], 0))
+    kmin[idx] = _lots_paying_at_least(
+        c[idx], lot[idx], q[idx], np.full(idx.size, instr.min_partial_value, dtype=np.int64))
     partial = maybe & (kmin <= kmax)
 
     unit_value = np.zeros(n_units, dtype=np.int64)
@@ -801,12 +806,13 @@ class _Model:
     """The integer program, in arrays ready for HiGHS.
 
     Columns: one binary per all-or-none unit; per partial instruction a binary ``f`` (settles in
-    full), a semi-integer ``k`` (lots settled in part, 0 or ``kmin..kmax``) and a continuous
-    ``t`` in [0, 1], the rounding-down of the pro-rata cash, so that the cash a partial moves is
-    ``cash * lot * k / quantity - t``. Rows: one per position that could go below its floor
-    (others can never bind and are left out), ``kmax * f + k <= kmax`` and
-    ``t <= cash * lot * k / quantity`` per partial. The LP relaxation of this model is a true
-    relaxation of exact settlement with rounded-down cash, so its optimum bounds every answer.
+    full), a semi-integer ``k`` (lots settled in part: 0 or ``kmin..kmax``) and an integer ``w``
+    (cash paid for those lots). Rows: one per position that could go below its floor (others
+    can never bind and are left out); per partial instruction ``kmax * f + k <= kmax`` (full or
+    in part, not both) and ``-(quantity - 1) / quantity <= w - cash * lot * k / quantity <= 0``,
+    whose only integer solution is ``w = floor(cash * lot * k / quantity)``: the integer program
+    models the rounded-down cash exactly, and its LP relaxation contains every exact settlement,
+    so the LP optimum bounds every answer.
 
     Attributes:
         value: objective coefficient per column (value settled), maximised.
@@ -815,9 +821,9 @@ class _Model:
         row_hi: row upper bounds.
         col_lo: column lower bounds for the integer program.
         col_hi: column upper bounds.
-        integrality: HiGHS integrality code per column (0 continuous, 1 integer, 3 semi-integer).
+        integrality: HiGHS integrality code per column (1 integer, 3 semi-integer).
         aon_units: unit of each all-or-none column.
-        part_inst: instruction of each partial (f, k, t) column triple.
+        part_inst: instruction of each partial (f, k, w) column triple.
     """
 
     value: np.ndarray
@@ -832,15 +838,16 @@ class _Model:
 
 
 def _build_model(p: _Problem) -> _Model:
+    """The integer program of :class:`_Model`, built from whole arrays (no per-row loop)."""
     is_part = p.unit_partial[p.unit]
     aon_units = np.flatnonzero(~p.unit_partial)
     ucol = np.full(p.n_units, -1, dtype=np.int64)
     ucol[aon_units] = np.arange(aon_units.size)
-    part_inst = np.flatnonzero(is_part)
-    n_aon, n_part = aon_units.size, part_inst.size
+    pi = np.flatnonzero(is_part)
+    n_aon, n_part = aon_units.size, pi.size
     f_col = n_aon + np.arange(n_part)
     k_col = f_col + n_part
-    t_col = k_col + n_part
+    w_col = k_col + n_part
     n_col = n_aon + 3 * n_part
 
     potential_out = np.zeros(p.npos, dtype=np.int64)
@@ -851,53 +858,42 @@ def _build_model(p: _Problem) -> _Model:
     n_pos_rows = int(at_risk.sum())
 
     col_i = np.where(is_part, 0, ucol[p.unit])
-    col_i[part_inst] = f_col
+    col_i[pi] = f_col
     qf, cf = p.q.astype(np.float64), p.c.astype(np.float64)
-    pi = part_inst
     price_lot = cf[pi] * p.lot[pi] / np.maximum(qf[pi], 1.0)
     lotf = p.lot[pi].astype(np.float64)
+    kmaxf = p.kmax[pi].astype(np.float64)
     ones = np.ones(n_part)
     pos = np.concatenate([
         p.del_sec, p.rec_sec, p.rec_cash, p.del_cash,
         p.del_sec[pi], p.rec_sec[pi], p.rec_cash[pi], p.del_cash[pi],
-        p.rec_cash[pi], p.del_cash[pi],
     ])
-    col = np.concatenate([col_i] * 4 + [k_col] * 4 + [t_col] * 2)
-    val = np.concatenate([
-        -qf, qf, -cf, cf, -lotf, lotf, -price_lot, price_lot, ones, -ones,
-    ])
+    col = np.concatenate([col_i] * 4 + [k_col] * 2 + [w_col] * 2)
+    val = np.concatenate([-qf, qf, -cf, cf, -lotf, lotf, -ones, ones])
     keep = at_risk[pos]
-    rows = [row_of[pos[keep]]]
-    cols = [col[keep]]
-    vals = [val[keep]]
     r1 = n_pos_rows + np.arange(n_part)
     r2 = r1 + n_part
-    kmaxf = p.kmax[pi].astype(np.float64)
-    rows += [r1, r1, r2, r2]
-    cols += [f_col, k_col, t_col, k_col]
-    vals += [kmaxf, ones, ones, -price_lot]
-    n_row = n_pos_rows + 2 * n_part
-    a = sps.coo_array(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(n_row, n_col),
-    ).tocsr()
+    rows = np.concatenate([row_of[pos[keep]], r1, r1, r2, r2])
+    cols = np.concatenate([col[keep], f_col, k_col, w_col, k_col])
+    vals = np.concatenate([val[keep], kmaxf, ones, ones, -price_lot])
+    a = sps.coo_array((vals, (rows, cols)), shape=(n_pos_rows + 2 * n_part, n_col)).tocsr()
     a.sum_duplicates()
-    row_lo = np.concatenate([-p.head0[at_risk].astype(np.float64), np.full(2 * n_part, -np.inf)])
+    row_lo = np.concatenate([
+        -p.head0[at_risk].astype(np.float64), np.full(n_part, -np.inf), -(qf[pi] - 1) / qf[pi],
+    ])
     row_hi = np.concatenate([np.full(n_pos_rows, np.inf), kmaxf, np.zeros(n_part)])
 
-    value = np.concatenate([
-        p.unit_value[aon_units].astype(np.float64), cf[pi], price_lot, -ones,
-    ])
+    value = np.concatenate([p.unit_value[aon_units].astype(np.float64), cf[pi], np.zeros(n_part), ones])
     col_lo = np.concatenate([np.zeros(n_aon + n_part), p.kmin[pi].astype(np.float64),
                              np.zeros(n_part)])
-    col_hi = np.concatenate([np.ones(n_aon + n_part), kmaxf, ones])
+    col_hi = np.concatenate([np.ones(n_aon + n_part), kmaxf, cf[pi]])
     integrality = np.concatenate([
         np.ones(n_aon + n_part, dtype=np.int64), np.full(n_part, _SEMI_INTEGER, dtype=np.int64),
-        np.zeros(n_part, dtype=np.int64),
+        np.ones(n_part, dtype=np.int64),
     ])
     invariant(n_col == value.shape[0], "model column count mismatch")
     return _Model(value=value, a=a, row_lo=row_lo, row_hi=row_hi, col_lo=col_lo, col_hi=col_hi,
-                  integrality=integrality, aon_units=aon_units, part_inst=part_inst)
+                  integrality=integrality, aon_units=aon_units, part_inst=pi)
 
 
 def _quiet_highs() -> highspy.Highs:
@@ -1069,9 +1065,9 @@ def settle_max_value(
     1. the deselection heuristic from the whole batch (always);
     2. with ``compute_lp_bound``, when the LP relaxation finishes, its solution rounded and then
        repaired and extended by the same heuristic;
-    3. for batches of at most ``exact_max_n`` instructions, the integer program's solution,
-       re-checked in exact integers and repaired the same way if solver round-off (or the
-       rounding of partial cash) left a balance short.
+    3. for batches of at most ``exact_max_n`` instructions, the integer program's solution
+       (which models the rounded-down partial cash exactly), re-checked in exact integers and
+       repaired the same way if solver round-off left a balance short.
 
     ``time_limit_s`` bounds each HiGHS run (the LP relaxation, then the integer program), so a
     call may take about twice it. The heuristic is deterministic. The solver stages are
