@@ -59,8 +59,8 @@ def _decode_json(payload: bytes) -> pl.DataFrame:
 
     try:
         body = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"not a JSON trade batch: {exc}") from exc
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep nesting must not halt a node
+        raise InputError(f"not a JSON trade batch: {type(exc).__name__}") from exc
     rows = body.get("trades") if isinstance(body, dict) else None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise InputError("a JSON trade batch needs a list of objects under 'trades'")

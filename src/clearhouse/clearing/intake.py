@@ -24,8 +24,8 @@ PRICE_INT_MAX = 10**9  # whole currency units per security unit
 VALUE_MAX_MINOR = 10**15  # per trade; keeps a day's exact sums far inside int64
 VALUE_E6_MAX = 4e18  # quantity x price in millionths must stay inside int64
 _BODY_SEED = 0x626F647968617368
-_DATE_RE = r"^\d{4}-\d{2}-\d{2}$"
-_PRICE_RE = r"^\d{1,10}(\.\d{1,12})?$"
+_DATE_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_PRICE_RE = r"^[0-9]{1,10}(\.[0-9]{1,12})?$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,15 +101,15 @@ def _parse(frame: pl.DataFrame, ctx: IntakeContext) -> pl.DataFrame:
     price = pl.col("price").str.strip_chars()
     sign_neg = price.str.starts_with("-")
     unsigned = pl.when(sign_neg).then(price.str.slice(1)).otherwise(price)
-    int_part = unsigned.str.extract(r"^(\d+)", 1)
-    frac_part = unsigned.str.extract(r"\.(\d+)$", 1).fill_null("").str.strip_chars_end("0")
+    int_part = unsigned.str.extract(r"^([0-9]+)", 1)
+    frac_part = unsigned.str.extract(r"\.([0-9]+)$", 1).fill_null("").str.strip_chars_end("0")
     qty_text = pl.col("quantity").str.strip_chars()
     return frame.select(
         id_ok=(pl.col("trade_id").str.len_chars().is_between(1, TRADE_ID_MAX_LEN))
         & ~pl.col("trade_id").str.contains(r"[\x00-\x1f\x7f]"),
         td=_day_numbers(pl.col("trade_date").str.strip_chars()),
         sd=_day_numbers(pl.col("settlement_date").str.strip_chars()),
-        qty=pl.when(qty_text.str.contains(r"^-?\d{1,18}$"))
+        qty=pl.when(qty_text.str.contains(r"^-?[0-9]{1,18}$"))
         .then(qty_text.cast(pl.Int64, strict=False))
         .otherwise(None),
         price_ok=unsigned.str.contains(_PRICE_RE) & (frac_part.str.len_chars() <= PRICE_DECIMALS),

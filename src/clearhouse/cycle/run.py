@@ -94,7 +94,7 @@ def _int_or_text(value: object) -> int | str:
 def _day_column(col: str) -> pl.Expr:
     c = pl.col(col).cast(pl.String).str.strip_chars()
     parsed = c.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
-    return pl.when(c.str.contains(r"^\d{4}-\d{2}-\d{2}$")).then(parsed).otherwise(None).cast(pl.Int64)
+    return pl.when(c.str.contains(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")).then(parsed).otherwise(None).cast(pl.Int64)
 
 
 def schedule_trades(trades: pl.DataFrame, calendar: BusinessCalendar, cycle_days: int) -> pl.DataFrame:
@@ -131,7 +131,7 @@ def _run_days(frame: pl.DataFrame, calendar: BusinessCalendar) -> list[dt.date]:
     sd = frame.select(_day_column("settlement_date")).to_series().drop_nulls().to_numpy()
     first = int(send.min())
     last = max(int(send.max()), int(sd.max()) if len(sd) else first)
-    last = min(last, first + 3660)  # a settlement date years away is rejected, not waited for
+    last = min(last, first + 3660)  # a run waits at most ten years; later positions stay open
     return list(calendar.business_days(from_day_number(first), from_day_number(last)))
 
 

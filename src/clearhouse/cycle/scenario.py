@@ -59,12 +59,14 @@ def _read_table(path: Path, columns: tuple[str, ...]) -> pl.DataFrame:
     if path.suffix == ".parquet":
         try:
             frame = pl.read_parquet(path)
-        except (Exception, PanicException) as exc:
+            missing = [c for c in columns if c not in frame.columns]
+            if missing:
+                raise InputError(f"{path.name} lacks column(s): {', '.join(missing)}")
+            return frame.with_columns(pl.all().cast(pl.String))
+        except InputError:
+            raise
+        except (Exception, PanicException) as exc:  # unreadable files and columns that are not text
             raise InputError(f"cannot read {path.name}: {exc}") from exc
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise InputError(f"{path.name} lacks column(s): {', '.join(missing)}")
-        return frame.with_columns(pl.all().cast(pl.String))
     return _read(path, columns)
 
 
@@ -90,7 +92,7 @@ def load_scenario(directory: Path) -> Scenario:
         trades_path = directory / "trades.parquet"
     holidays_frame = _read(directory / "holidays.csv", ("date",), required=False)
     try:
-        holidays = tuple(dt.date.fromisoformat(d.strip()) for d in holidays_frame["date"].to_list())
+        holidays = tuple(dt.date.fromisoformat((d or "").strip()) for d in holidays_frame["date"].to_list())
     except ValueError as exc:
         raise InputError(f"holidays.csv: {exc}") from exc
     return Scenario(

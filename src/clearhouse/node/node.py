@@ -40,6 +40,7 @@ class Node:
         self.machine = StateMachine()
         self.head_hash = ZERO_DIGEST
         self.last_receipts: list[Receipt] = []
+        self.halted: str | None = None
         self._queue: list[Submission] = []
 
     @classmethod
@@ -80,10 +81,18 @@ class Node:
         """Cut the queue into the next block, apply it, sign it and store it atomically."""
         if self.sequencer_key is None:
             raise StorageError("this node holds no sequencer key and cannot cut blocks")
+        if self.halted:
+            raise StorageError(f"the node halted and cuts no more blocks: {self.halted}")
         subs = tuple(self._queue[:SUBMISSIONS_PER_BLOCK_MAX])
         del self._queue[: len(subs)]
         height = self.machine.height + 1
-        receipts, rejected = self.machine.apply_block(height, business_date, subs)
+        try:
+            receipts, rejected = self.machine.apply_block(height, business_date, subs)
+        except BaseException as exc:
+            # the machine may be part-applied: nothing of this block is stored, and the node stops;
+            # a restart replays the store to the last good block
+            self.halted = f"{type(exc).__name__}: {exc}"
+            raise
         encoded = [r.encode() for r in receipts]
         header = BlockHeader(
             height=height,

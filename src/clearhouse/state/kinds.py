@@ -62,5 +62,5 @@ def encode_json(value: Any) -> bytes:
 def decode_json(payload: bytes) -> Any:
     try:
         return json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"payload is not JSON: {exc}") from exc
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep nesting must not halt a node
+        raise InputError(f"payload is not JSON: {type(exc).__name__}") from exc
