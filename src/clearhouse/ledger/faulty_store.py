@@ -108,9 +108,6 @@ class FaultyStore:
         self.counts.synced += len(self._cache)
         self._cache = []
 
-    def unsynced(self) -> int:
-        return len(self._cache)
-
     def crash(self) -> None:
         """The process dies now: unsynced writes reach the medium in part, in order."""
         self._crash(None)

@@ -61,10 +61,10 @@ def snapshot_diff(expected: Snapshot, actual: Snapshot) -> list[str]:
         if e != a:
             table, owner, asset = key
             out.append(f"{owner} {asset} {table}: reference {e}, node {a}")
-    for key in sorted(set(expected.positions) | set(actual.positions)):
-        e_pos, a_pos = expected.positions.get(key), actual.positions.get(key)
+    for where in sorted(set(expected.positions) | set(actual.positions)):
+        e_pos, a_pos = expected.positions.get(where), actual.positions.get(where)
         if e_pos != a_pos:
-            member, security, day = key
+            member, security, day = where
             due = dt.date(1970, 1, 1) + dt.timedelta(days=day)
             out.append(f"{member} open position in {security} due {due} (qty, cash, first due): "
                        f"reference {e_pos}, node {a_pos}")
@@ -131,7 +131,9 @@ def check_decode_trades(payload: bytes) -> None:
         frame = decode_trades(payload)
     except InputError:
         return
-    except Exception as exc:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # a panic inside a native library is a BaseException
         raise SimFailure(f"decode_trades raised {type(exc).__name__}: {exc}") from exc
     if tuple(frame.columns) != TRADE_COLUMNS or any(t != pl.String for t in frame.dtypes):
         raise SimFailure(f"decode_trades returned columns {frame.columns} of types {frame.dtypes}")
@@ -146,7 +148,9 @@ def check_submission(
         receipts, rejected = machine.apply_block(height, day, (submission,))
     except InvariantViolation as exc:
         return [f"invariant broke: {exc}"]
-    except Exception as exc:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # a panic inside a native library is a BaseException
         return [f"apply_block raised {type(exc).__name__}: {exc}"]
     expected = reference.apply_block(height, day, (submission,))
     problems = outcome_diff(expected, [r.encode() for r in receipts])
@@ -168,5 +172,7 @@ def check_scenario_dir(directory: Path) -> None:
         load_scenario(directory)
     except InputError:
         return
-    except Exception as exc:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # a panic inside a native library is a BaseException
         raise SimFailure(f"load_scenario raised {type(exc).__name__}: {exc}") from exc

@@ -5,10 +5,12 @@ the vectorised state machine can be compared with them block by block. It re-imp
 submission checks (idempotency, submitter, signature, authority, payload form), the result code
 of every trade in its documented order of precedence (``clearhouse.core.results``), the value of
 a trade (quantity x price, rounded half up to the minor unit), novation and netting per (member,
-security, settlement date), net DvP settlement by deselection (``settlement/dvp.py``, the README
-and docs/ARCHITECTURE.md), fails carried forward into the next cycle, and the invariants
+security, settlement date), net DvP settlement by the deselection rules ``settlement/dvp.py``
+documents, fails carried forward into the next cycle, and the invariants
 (no negative balance, conservation, a flat CCP). Only the wire forms are borrowed: the trade
-batch decoder, the signed digest of a submission and the signature check.
+batch decoder, the signed digest of a submission and the signature check. It models the default
+settlement rules (net DvP against the CCP, settled in full or not at all); contracts and oracle
+observations are outside it.
 Imports clearhouse.core, clearhouse.ledger (records, crypto), clearhouse.clearing.batch and the
 limits of clearhouse.state.machine only.
 """
@@ -20,7 +22,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 from clearhouse.clearing.batch import decode_trades
 from clearhouse.core.errors import InputError
@@ -306,7 +308,7 @@ class Reference:
         return "accepted", b""
 
     @staticmethod
-    def _whole(value: Any, low: int, high: int) -> bool:
+    def _whole(value: Any, low: int, high: int) -> TypeGuard[int]:
         return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
     def _register(self, sub: Submission) -> tuple[str, bytes]:

@@ -30,12 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 
 from clearhouse.clearing.batch import TRADE_COLUMNS, encode_trades
 from clearhouse.core.calendar import BusinessCalendar
-from clearhouse.core.errors import ClearhouseError, InvariantViolation
+from clearhouse.core.errors import InvariantViolation
 from clearhouse.core.money import format_minor, minor_digits, to_minor
 from clearhouse.cycle.run import SEQUENCER, Keys, Step, plan, sign
 from clearhouse.cycle.scenario import Scenario
@@ -356,6 +357,11 @@ class SimNode(Node):
         super().__init__(store, sequencer_id, sequencer_key)
         self.machine = self.machine_class()
 
+    @classmethod
+    def replay(cls, store: FaultyStore, sequencer_key: KeyPair | None) -> SimNode:
+        """A node of this class at the store's head: every stored block replayed, roots checked."""
+        return cast(SimNode, cls.open(store, SEQUENCER, sequencer_key))
+
     def apply(self, block: Block, sequencer_key: bytes) -> None:
         """Check a block against the sequencer's signature and this node's head, apply and store it."""
         h = block.header
@@ -379,6 +385,15 @@ class SimNode(Node):
         )
         self.head_hash = h.hash()
         self.last_receipts = receipts
+
+
+def node_class(machine: type[StateMachine]) -> type[SimNode]:
+    """The node class whose nodes (opened or replayed) run ``machine``."""
+
+    class RunningNode(SimNode):
+        machine_class = machine
+
+    return RunningNode
 
 
 @dataclass
@@ -432,8 +447,11 @@ class SimResult:
 
     @property
     def replay(self) -> str:
-        extra = f" --mutant {self.mutant}" if self.mutant else ""
-        return f"clearhouse simulate --seeds 1 --start {self.seed}{extra}"
+        return replay_command(self.seed, self.mutant)
+
+
+def replay_command(seed: int, mutant: str | None) -> str:
+    return f"clearhouse simulate --seeds 1 --start {seed}" + (f" --mutant {mutant}" if mutant else "")
 
 
 COUNTS = (
@@ -446,6 +464,8 @@ COUNTS = (
 
 
 class World:
+    """One seed's system: the sequencer, replicas, clients, the bus, the reference and the checks."""
+
     def __init__(self, seed: int, mutant: Mutant | None) -> None:
         self.seed = seed
         self.cfg = choose_config(seed)
@@ -455,6 +475,7 @@ class World:
         self.bus = Bus(self.cfg, random.Random(f"clearhouse-sim/{seed}/bus"), self.counts)
         self.keys = SeededKeys(seed)
         scenario = build_scenario(self.cfg, random.Random(f"clearhouse-sim/{seed}/market"))
+        self.security_ids = scenario.securities["security_id"].to_list()
         steps = list(plan(scenario, self.keys, self.cfg.market.cycle_days))
         self.genesis = steps[0].build()[0]
         self.phases = phases_of(steps)
@@ -464,7 +485,7 @@ class World:
         self.day_start = 0
         self.now = 0
         self.faulty = True
-        self.node_class = type("Node", (SimNode,), {"machine_class": mutant.machine if mutant else StateMachine})
+        self.node_class = node_class(mutant.machine if mutant else StateMachine)
         self.sync_every = mutant.sequencer_sync_every if mutant else 1
         self.sequencer_key = self.keys[SEQUENCER]
         self.sequencer = self._host(SEQUENCER)
@@ -494,8 +515,10 @@ class World:
                 self._tick()
                 self.now += 1
             self._final_checks()
-        except (SimFailure, ClearhouseError) as exc:
-            return self._result(f"{type(exc).__name__}: {exc}" if not isinstance(exc, SimFailure) else str(exc))
+        except SimFailure as exc:
+            return self._result(str(exc))
+        except Exception as exc:  # a fault of the core (or of the simulation) still names its seed
+            return self._result(f"{type(exc).__name__}: {exc}")
         return self._result("")
 
     def _result(self, failure: str) -> SimResult:
@@ -513,22 +536,21 @@ class World:
         self.counts["instructions_failed"] = sum(not i.settled for _, cyc in ref.cycles for i in cyc)
         name = self.mutant.name if self.mutant else None
         if failure:
-            hint = f"clearhouse simulate --seeds 1 --start {self.seed}" + (f" --mutant {name}" if name else "")
-            failure = f"seed {self.seed}, tick {self.now}: {failure} (replay: {hint})"
+            failure = f"seed {self.seed}, tick {self.now}: {failure} (replay: {replay_command(self.seed, name)})"
         head = self.published[-1].hex() if self.published else ""
         return SimResult(self.seed, name, not failure, failure, len(self.published) - 1, self.now, head,
                          dict(self.counts))
 
     def _start(self) -> None:
         """Genesis is cut before any fault; then the first phase of the workload is released."""
-        node = self.node_class.open(self.sequencer.store, SEQUENCER, self.sequencer_key)
+        node = self.node_class.replay(self.sequencer.store, self.sequencer_key)
         self.sequencer.node = node
         node.submit(self.genesis)
         torn_rate, self.sequencer.store.torn_rate = self.sequencer.store.torn_rate, 0.0
-        self._seal(self.sequencer)
+        self._seal(self.sequencer, node)
         self.sequencer.store.torn_rate = torn_rate
         for host in self.replicas:
-            host.node = self.node_class.open(host.store, SEQUENCER, None)
+            host.node = self.node_class.replay(host.store, None)
         self._next_phase()
 
     def _finished(self) -> bool:
@@ -550,10 +572,10 @@ class World:
             self._deliver(dst, msg)
         seq = self.sequencer.node
         if seq is not None and seq.queued() and self.rng.random() < self.cfg.seal_rate:
-            self._seal(self.sequencer)
+            self._seal(self.sequencer, seq)
         for host in self.replicas:
-            if host.up and self.now - host.last_fetch >= self.cfg.poll_ticks:
-                self._fetch(host)
+            if host.node is not None and self.now - host.last_fetch >= self.cfg.poll_ticks:
+                self._fetch(host, host.node)
         for client in self.clients.values():
             for sub, sent in list(client.outstanding.values()):
                 if self.now - sent >= self.cfg.retry_ticks:
@@ -593,7 +615,7 @@ class World:
             raise SimFailure(f"{host.name}: recovery lost or changed durable block {mark}")
         key = self.sequencer_key if host is self.sequencer else None
         try:
-            node = self.node_class.open(host.store, SEQUENCER, key)
+            node = self.node_class.replay(host.store, key)
         except InvariantViolation as exc:
             raise SimFailure(f"{host.name}: invariant broke replaying its store: {exc}") from exc
         host.node = node
@@ -611,9 +633,7 @@ class World:
 
     # ---------------------------------------------------------------- the sequencer
 
-    def _seal(self, host: Host) -> None:
-        node = host.node
-        assert node is not None
+    def _seal(self, host: Host, node: SimNode) -> None:
         seconds = 7 * 3600 + self.now - self.day_start
         stamp = f"{self.day.isoformat()}T{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}Z"
         try:
@@ -684,17 +704,15 @@ class World:
                 self.counts["blocks_fetched"] += 1
                 self.bus.send(self.now, msg.replica, BlockMsg(host.store.block(height)))
         elif isinstance(msg, BlockMsg):
-            self._receive_block(host, msg.block)
+            self._receive_block(host, host.node, msg.block)
 
-    def _fetch(self, host: Host) -> None:
-        assert host.node is not None
+    def _fetch(self, host: Host, node: SimNode) -> None:
         host.last_fetch = self.now
         self.counts["fetch_requests"] += 1
-        self.bus.send(self.now, SEQUENCER, FetchMsg(host.name, host.node.height + 1))
+        self.bus.send(self.now, SEQUENCER, FetchMsg(host.name, node.height + 1))
 
-    def _receive_block(self, host: Host, block: Block) -> None:
-        node = host.node
-        assert node is not None
+    def _receive_block(self, host: Host, node: SimNode, block: Block) -> None:
+        """Ignore what is held, keep what is ahead, apply strictly in height order, ask for gaps."""
         if block.height <= node.height:
             self.counts["duplicate_blocks_ignored"] += 1
             if host.store.block(block.height).header.hash() != block.header.hash():
@@ -719,7 +737,7 @@ class World:
                 host.store.sync()
                 host.applied_since_sync = 0
         if host.buffer and self.now - host.last_fetch >= 2:
-            self._fetch(host)
+            self._fetch(host, node)
 
     # ---------------------------------------------------------------- the workload
 
@@ -766,7 +784,7 @@ class World:
         m = self.rng.choice(members)
         others = [x for x in members if x != m]
         row = {"trade_id": sid, "trade_date": self.day.isoformat(), "buyer": others[0],
-               "seller": others[-1], "security_id": "XX", "quantity": "1", "price": "1",
+               "seller": others[-1], "security_id": self.security_ids[0], "quantity": "100", "price": "1",
                "settlement_date": self.day.isoformat()}
         batch = encode_trades(pl.DataFrame([row], schema=dict.fromkeys(TRADE_COLUMNS, pl.String)))
         how = self.rng.choice(("forged", "reused_id", "not_party", "unknown", "unauthorised", "malformed"))
@@ -787,12 +805,15 @@ class World:
     # ---------------------------------------------------------------- the end
 
     def _final_checks(self) -> None:
+        """After convergence (every node up, every replica at the sequencer's height)."""
         seq = self.sequencer.node
-        assert seq is not None
+        if seq is None:
+            raise SimFailure("the sequencer is down at the end")
         self.sequencer.store.sync()
         for host in self.replicas:
-            assert host.node is not None
-            if (host.node.head_hash, host.node.machine.state_root()) != (seq.head_hash, seq.machine.state_root()):
+            if host.node is None or (host.node.head_hash, host.node.machine.state_root()) != (
+                seq.head_hash, seq.machine.state_root()
+            ):
                 raise SimFailure(f"{host.name} ends on another head than the sequencer")
         durable = self.sequencer.store.durable
         for sid in self.acknowledged:
