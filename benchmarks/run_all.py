@@ -18,6 +18,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "docs" / "PERFORMANCE.md"
+RESULTS = HERE.parent / "docs" / "performance.json"  # each benchmark's last result, so parts can be rerun
 sys.path.insert(0, str(HERE))
 
 # module, section title, what it measures
@@ -94,7 +95,7 @@ def render(value: Any) -> list[str]:
 def main() -> None:
     quick = "--quick" in sys.argv
     only = [a for a in sys.argv[1:] if not a.startswith("--")]
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = json.loads(RESULTS.read_text()) if only and RESULTS.exists() else {}
     for module, title, what in BENCHES:
         if only and module not in only:
             continue
@@ -109,29 +110,30 @@ def main() -> None:
         except Exception as exc:  # a benchmark that cannot run is reported, not hidden
             results[module] = {"title": title, "what": what, "error": f"{type(exc).__name__}: {exc}"}
         results[module]["seconds"] = time.perf_counter() - started
+        results[module]["when"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        results[module]["quick"] = quick
+    results = {m: results[m] for m, _, _ in BENCHES if m in results}
     lines = [
         "# clearhouse performance",
         "",
-        f"Written by `make bench` (benchmarks/run_all.py{' --quick' if quick else ''}) on "
-        f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}. Figures are from one run on a "
-        "shared machine: read ratios within a run rather than absolute times.",
+        "Written by `make bench` (benchmarks/run_all.py; `benchmarks/run_all.py NAME` reruns one "
+        "benchmark and keeps the others' last figures). Each section says when it ran. Figures come "
+        "from a shared machine: read ratios within a run rather than absolute times.",
         "",
         "## Machine",
         "",
         *render(machine()),
     ]
     for res in results.values():
-        lines += ["", f"## {res['title']}", "", res["what"], ""]
+        lines += ["", f"## {res['title']}", "", res["what"], "",
+                  f"Ran {res.get('when', '?')}{' (quick sizes)' if res.get('quick') else ''}.", ""]
         if "error" in res:
             lines += [f"Could not run: `{res['error']}`"]
         else:
             lines += render(res["data"])
         lines += ["", f"(took {res['seconds']:.0f} s)"]
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    if only and OUT.exists():
-        print(f"(partial run: printed, {OUT} left as it was)")
-        print("\n".join(lines))
-        return
+    RESULTS.write_text(json.dumps(results, indent=1, default=str) + "\n")
     OUT.write_text("\n".join(lines) + "\n")
     print(f"wrote {OUT}")
 
