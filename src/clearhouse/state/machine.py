@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,6 +101,11 @@ class ItemRejection:
     submission_id: str
     item_id: str
     reason: str
+
+
+#: what a kind's handler answers: summary, per-item result codes, rejected items, status, reason
+Handled = tuple[dict[str, Any], bytes, list[ItemRejection], S, str]
+Handler = Callable[[Submission, dt.date], Handled]
 
 
 @dataclass(slots=True)
@@ -367,7 +372,8 @@ class StateMachine:
         }[kind]
         return self._accept(key, digest, sub, handler, day)
 
-    def _accept(self, key, digest, sub, handler, day):  # type: ignore[no-untyped-def]
+    def _accept(self, key: tuple[str, str], digest: bytes, sub: Submission, handler: Handler,
+                day: dt.date) -> tuple[Receipt, list[ItemRejection]]:
         try:
             summary, codes, rejected, status, reason = handler(sub, day)
         except InputError as exc:
@@ -395,7 +401,7 @@ class StateMachine:
             raise InputError(f"more than {JSON_ITEMS_MAX} items")
         return items
 
-    def _genesis(self, sub: Submission, day: dt.date):  # type: ignore[no-untyped-def]
+    def _genesis(self, sub: Submission, day: dt.date) -> Handled:
         cfg = decode_json(sub.payload)
         try:
             seq = cfg["sequencer"]
@@ -443,14 +449,14 @@ class StateMachine:
             rejected.append(ItemRejection(sub.submission_id, pid, reason))
         return added, rejected
 
-    def _admit(self, sub: Submission, day: dt.date):  # type: ignore[no-untyped-def]
+    def _admit(self, sub: Submission, day: dt.date) -> Handled:
         items = self._json_items(sub, "participants")
         admissible = {Role.member, Role.venue, Role.regulator, Role.oracle}
         added, rejected = self._add_participants(sub, items, admissible)
         self._refresh_ref_digest()
         return {"admitted": added, "rejected": len(rejected)}, b"", rejected, S.accepted, ""
 
-    def _register_securities(self, sub: Submission, day: dt.date):  # type: ignore[no-untyped-def]
+    def _register_securities(self, sub: Submission, day: dt.date) -> Handled:
         items = self._json_items(sub, "securities")
         rejected: list[ItemRejection] = []
         added = 0
@@ -478,7 +484,7 @@ class StateMachine:
         self._balances_dirty = True
         return {"registered": added, "rejected": len(rejected)}, b"", rejected, S.accepted, ""
 
-    def _issue(self, sub: Submission, day: dt.date):  # type: ignore[no-untyped-def]
+    def _issue(self, sub: Submission, day: dt.date) -> Handled:
         """The CSD credits securities to a participant's account (an issuance: totals grow)."""
         items = self._json_items(sub, "holdings")
         rejected: list[ItemRejection] = []
@@ -494,7 +500,7 @@ class StateMachine:
                 reason = "unknown_security"
             elif not isinstance(qty, int) or isinstance(qty, bool) or not 0 < qty <= 10**15:
                 reason = "non_positive_quantity"
-            if reason:
+            if reason or p is None or s is None or not isinstance(qty, int):
                 rejected.append(ItemRejection(sub.submission_id, f"holding#{n}", reason))
                 continue
             self.sec_bal[p, s] += qty
@@ -505,7 +511,7 @@ class StateMachine:
         self._balances_dirty = True
         return {"issued": done, "rejected": len(rejected)}, b"", rejected, S.accepted, ""
 
-    def _deposit(self, sub: Submission, day: dt.date):  # type: ignore[no-untyped-def]
+    def _deposit(self, sub: Submission, day: dt.date) -> Handled:
         """The central bank credits (or, negative, debits) central-bank money in minor units."""
         items = self._json_items(sub, "deposits")
         rejected: list[ItemRejection] = []
@@ -523,7 +529,7 @@ class StateMachine:
                 reason = "invalid_amount"
             elif amount < 0 and (ccy not in self.cindex or self.cash_bal[p, self.cindex[ccy]] + amount < 0):
                 reason = "insufficient_cash"
-            if reason:
+            if reason or p is None or not isinstance(amount, int):
                 rejected.append(ItemRejection(sub.submission_id, f"deposit#{n}", reason))
                 continue
             c = self._add_currency(ccy)
@@ -536,7 +542,7 @@ class StateMachine:
         self._balances_dirty = True
         return {"deposits": done, "rejected": len(rejected)}, b"", rejected, S.accepted, ""
 
-    def _trades(self, sub: Submission, day: dt.date):  # type: ignore[no-untyped-def]
+    def _trades(self, sub: Submission, day: dt.date) -> Handled:
         frame = decode_trades(sub.payload)
         if frame.height > TRADES_PER_SUBMISSION_MAX:
             return {}, b"", [], S.batch_too_large, f"more than {TRADES_PER_SUBMISSION_MAX} trades"
@@ -581,7 +587,7 @@ class StateMachine:
         return AcceptedTrades(p.buyer.astype(np.int64), p.seller.astype(np.int64), sec, self.security_currency[sec],
                               p.quantity, p.value, p.settlement_day.astype(np.int64), p.partial_allowed)
 
-    def _contract(self, sub: Submission, day: dt.date):  # type: ignore[no-untyped-def]
+    def _contract(self, sub: Submission, day: dt.date) -> Handled:
         """Contracts and oracle observations: the engine decides, its cash flows become positions.
 
         A payment between two members is a cash-only position for each (payer -, receiver +);
@@ -602,8 +608,8 @@ class StateMachine:
             line = self._cash_line(flow.currency)
             due = max(day_number(self.calendar.add_business_days(flow.settlement_date, 0)), today)
             for pid, sign in ((flow.payer, -1), (flow.receiver, 1)):
-                p = self.pindex.get(pid)
-                invariant(p is not None, f"contract flow {flow.reference} names unknown participant {pid!r}")
+                p = self.pindex.get(pid, -1)
+                invariant(p >= 0, f"contract flow {flow.reference} names unknown participant {pid!r}")
                 if p != self.ccp and flow.amount_minor:
                     rows.append((p, line, due, sign * flow.amount_minor))
         if rows:
@@ -620,7 +626,7 @@ class StateMachine:
         summary["cash_flows"] = len(outcome.cash_flows)
         return summary, b"", rejected, S.accepted, ""
 
-    def _book(self, sub: Submission, day: dt.date):  # type: ignore[no-untyped-def]
+    def _book(self, sub: Submission, day: dt.date) -> Handled:
         """A kind the settlement book applies itself (lender offers, collateral policy, ...)."""
         out = self.settlement.apply(sub.kind, self.pindex[sub.submitter], sub.payload, day_number(day), self)
         rejected = [ItemRejection(sub.submission_id, item, reason) for item, reason in out.rejections]
@@ -643,7 +649,7 @@ class StateMachine:
             return f"{name} {value!r} is not the block's business date {day.isoformat()}"
         return ""
 
-    def _cutoff(self, sub: Submission, day: dt.date):  # type: ignore[no-untyped-def]
+    def _cutoff(self, sub: Submission, day: dt.date) -> Handled:
         """Novate and net every trade accepted since the last cut-off into the open positions."""
         problem = self._command_day(sub, day, "business_date")
         if problem:
@@ -698,7 +704,7 @@ class StateMachine:
             "net cash does not sum to zero per currency and date",
         )
 
-    def _settle(self, sub: Submission, day: dt.date):  # type: ignore[no-untyped-def]
+    def _settle(self, sub: Submission, day: dt.date) -> Handled:
         """Settle every open position due on or before the block's date, by the settlement book's rules."""
         problem = self._command_day(sub, day, "settlement_date")
         if problem:
