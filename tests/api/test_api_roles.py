@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apitest_support import ACTORS
+from apitest_support import ACTORS, fix_report, sese023
 from starlette.testclient import TestClient
 
 from clearhouse.interfaces.api.app import create_app
-from clearhouse.interfaces.api.client import login, sign_observations, sign_trades
+from clearhouse.interfaces.api.client import login, sign_fix, sign_observations, sign_sese023, sign_trades
 from clearhouse.interfaces.api.service import LedgerService
 from clearhouse.ledger.crypto import KeyStore
 
@@ -34,7 +34,8 @@ class World:
         self.keys = KeyStore(data / "keys")
         self.headers = {name: login(self.client, pid, self.keys.load(pid)) for name, pid in ACTORS.items()}
         self.security = self.service.machine.securities[0].id
-        self.day = self.service.business_date.isoformat()
+        self.date = self.service.business_date
+        self.day = self.date.isoformat()
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,16 @@ def _trades(w: World, pid: str) -> dict[str, Any]:
     return sign_trades(w.keys.load(pid), pid, f"matrix-{pid}", [row])
 
 
+def _fix(w: World, pid: str) -> dict[str, Any]:
+    message = fix_report(f"fix-{pid}", "M000", "M001", w.security, 100, "1.00", w.date, w.date, sender=pid)
+    return sign_fix(w.keys.load(pid), pid, f"fix-{pid}", message)
+
+
+def _sese023(w: World, pid: str) -> dict[str, Any]:
+    xml = sese023(f"iso-{pid}", "DELI", "M001", "M000", w.security, "100", "1.00", w.date, w.date)
+    return sign_sese023(w.keys.load(pid), pid, f"iso-{pid}", xml.encode())
+
+
 def _observations(w: World, pid: str) -> dict[str, Any]:
     item = {"id": f"obs-{pid}", "index": w.security, "fixing_date": w.day, "rate": "10.5"}
     return sign_observations(w.keys.load(pid), pid, f"obs-{pid}", [item])
@@ -66,13 +77,18 @@ ENDPOINTS: list[tuple[str, str, Callable[[World, str], dict[str, Any]] | None, f
     ("GET", "/blocks", None, ALL),
     ("GET", "/blocks/0", None, ALL),
     ("GET", "/oracle/observations", None, ALL),
+    ("GET", "/messages", None, ALL),
     ("GET", "/participants/M000/positions", None, SELF_OR_OVERSIGHT),
     ("GET", "/participants/M000/obligations", None, SELF_OR_OVERSIGHT),
     ("GET", "/participants/M000/instructions", None, SELF_OR_OVERSIGHT),
     ("GET", "/participants/M000/fails", None, SELF_OR_OVERSIGHT),
     ("GET", "/participants/M000/proof/{security}", None, SELF_OR_OVERSIGHT),
     ("GET", "/participants/M000/proof/AUD?table=cash", None, SELF_OR_OVERSIGHT),
+    ("GET", "/participants/M000/semt002", None, SELF_OR_OVERSIGHT),
+    ("GET", "/participants/M000/sese025", None, SELF_OR_OVERSIGHT),
     ("POST", "/trades", _trades, frozenset({"member", "other_member", "venue"})),
+    ("POST", "/fix/trade-capture", _fix, frozenset({"member", "other_member", "venue"})),
+    ("POST", "/iso20022/sese023", _sese023, frozenset({"member", "other_member", "venue"})),
     ("POST", "/operator/cutoff", None, frozenset({"ccp"})),
     ("POST", "/operator/settle", None, frozenset({"ccp"})),
     ("POST", "/operator/next-day", None, frozenset({"ccp"})),
@@ -107,7 +123,8 @@ def test_role_matrix(
 
 
 def test_a_member_cannot_read_another_members_data(world: World) -> None:
-    for what in ("positions", "obligations", "instructions", "fails", f"proof/{world.security}"):
+    for what in ("positions", "obligations", "instructions", "fails", f"proof/{world.security}", "semt002",
+                 "sese025"):
         r = world.client.get(f"/participants/M001/{what}", headers=world.headers["member"])
         assert r.status_code == 403
         assert r.json() == {"error": "forbidden", "detail": "M000 may read only its own data, not M001's"}
@@ -120,7 +137,8 @@ def test_the_regulator_reads_everything_and_writes_nothing(world: World) -> None
     for pid in ("M000", "M001", "M002", "M003"):
         assert world.client.get(f"/participants/{pid}/positions", headers=reg).status_code == 200
     height = world.service.node.height
-    for path, body in (("/trades", _trades(world, "REGULATOR")), ("/operator/cutoff", None),
+    for path, body in (("/trades", _trades(world, "REGULATOR")), ("/fix/trade-capture", _fix(world, "REGULATOR")),
+                       ("/iso20022/sese023", _sese023(world, "REGULATOR")), ("/operator/cutoff", None),
                        ("/operator/settle", None), ("/operator/next-day", None),
                        ("/oracle/observations", _observations(world, "REGULATOR"))):
         r = world.client.post(path, headers=reg, json=body)

@@ -89,7 +89,7 @@ _REQUIRED_ELEMENT = {
 }
 
 #: Reason codes allowed with each status (ISO 20022 code sets PendingReason24Code,
-#: FailingReason4Code and UnmatchedReason11Code of sese.024).
+#: FailingReason4Code, UnmatchedReason11Code and RejectionReason75Code of sese.024).
 PENDING_REASONS = frozenset(
     "AWMO ADEA CAIS REFU AWSH PHSE TAMM DOCY DOCC BLOC CHAS NEWI CLAC MUNO GLOB PREA PART NMAS "
     "NOFX CMON YCOL COLL DEPO FLIM INCA LINK FUTU LACK LALO MONY NCON REFS SDUT BATC SBLO CPEC "
@@ -105,8 +105,13 @@ UNMATCHED_REASONS = frozenset(
     "OTHR FRAP PHYS PLIS INPS PLCE PODU DEPT ICAG ICUS IEXE REGD RTGS SAFE DMON DDAT SETS SETR "
     "TXST DTRD DELN UNBR".split()
 )
+REJECTED_REASONS = frozenset(
+    "SAFE DQUA ADEA DSEC LATE CASH DDEA DTRD PLCE RTGS NCRR PHYS REFE DMON MINO BATC MUNO TXST SETS "
+    "IIND CAEV CASY DDAT SETR SDUT INPS OTHR ICUS ICAG DEPT IEXE INVB INVL INVN VALR INVE PLIS".split()
+)
 _REASONS_BY_STATUS = {
     "matched": frozenset(),
+    "rejected": REJECTED_REASONS,
     "unmatched": UNMATCHED_REASONS,
     "pending": PENDING_REASONS,
     "failing": FAILING_REASONS,
@@ -187,10 +192,13 @@ class InstructionTrades:
     Attributes:
         trades: one row per trade, the string columns of :data:`TRADE_COLUMNS`.
         rejections: instructions that did not become a trade, ``position`` being the row.
+        trade_ids: per instruction row, the ``trade_id`` of the trade it became part of, ``""``
+            when it was rejected.
     """
 
     trades: pl.DataFrame
     rejections: list[Iso20022Rejection] = field(default_factory=list)
+    trade_ids: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -491,6 +499,7 @@ def instructions_to_trades(instructions: pl.DataFrame) -> InstructionTrades:
     rows = instructions.select([pl.col(c).cast(pl.String).fill_null("") for c in INSTRUCTION_COLUMNS]).to_dicts()
     trades: dict[str, list[str]] = {c: [] for c in TRADE_COLUMNS}
     rejections: list[Iso20022Rejection] = []
+    trade_ids = [""] * len(rows)
 
     def reject(indices: list[int], reason: str, text: str) -> None:
         for i in indices:
@@ -545,8 +554,10 @@ def instructions_to_trades(instructions: pl.DataFrame) -> InstructionTrades:
         )
         for column, value in zip(TRADE_COLUMNS, values, strict=True):
             trades[column].append(value)
+        for i in group:
+            trade_ids[i] = trade_id
     rejections.sort(key=lambda r: r.position)
-    return InstructionTrades(_frame(trades, TRADE_COLUMNS), rejections)
+    return InstructionTrades(_frame(trades, TRADE_COLUMNS), rejections, tuple(trade_ids))
 
 
 # --------------------------------------------------------------------------------------------
@@ -572,7 +583,7 @@ def _check_isin(value: str) -> None:
         raise ValueError(f"not an ISIN: {value!r}")
 
 
-Status = Literal["matched", "unmatched", "pending", "failing"]
+Status = Literal["matched", "unmatched", "pending", "failing", "rejected"]
 
 
 @dataclass(frozen=True)
@@ -582,11 +593,13 @@ class StatusAdvice:
     Attributes:
         instruction_id: the instructing party's id (its sese.023 TxId), 1-35 characters.
         status: ``matched``; ``unmatched``; ``pending`` (matched, settlement pending);
-            ``failing`` (matched, settlement failing on or after its date).
+            ``failing`` (matched, settlement failing on or after its date); ``rejected`` (not
+            accepted for processing).
         reasons: ISO reason codes for the status (e.g. LACK lack of securities, MONY
-            insufficient money, CYCL awaiting next cycle), from :data:`PENDING_REASONS`,
-            :data:`FAILING_REASONS` or :data:`UNMATCHED_REASONS`; empty means no specified
-            reason (NORE). ``matched`` takes none.
+            insufficient money, CYCL awaiting next cycle, DQUA invalid quantity), from
+            :data:`PENDING_REASONS`, :data:`FAILING_REASONS`, :data:`UNMATCHED_REASONS` or
+            :data:`REJECTED_REASONS`; empty means no specified reason (NORE). ``matched``
+            takes none.
         servicer_tx_id: the account servicer's own reference, ``""`` to leave it out.
         text: additional reason information (at most 210 characters), on the first reason.
     """
@@ -623,11 +636,14 @@ class SettlementConfirmation:
         settled_quantity: units settled, an integer >= 0.
         settlement_date: effective settlement date, ``YYYY-MM-DD``.
         amount_minor: cash settled in minor units, >= 0 (against payment only); the direction is
-            credit for DELI and debit for RECE.
+            credit for DELI and debit for RECE unless ``cash_direction`` says otherwise.
         currency: ISO 4217 code of ``amount_minor``.
         trade_date: ``YYYY-MM-DD``, ``""`` to leave it out.
         safekeeping_account: the participant's securities account, ``""`` to leave it out.
         transaction_type: securities transaction type code, TRAD for a trade.
+        cash_direction: ``CRDT`` or ``DBIT`` when the cash moves against the usual direction
+            (a delivery that pays, a receipt that is paid: net settlement may give either);
+            ``None`` for the usual direction.
     """
 
     instruction_id: str
@@ -641,6 +657,7 @@ class SettlementConfirmation:
     trade_date: str = ""
     safekeeping_account: str = ""
     transaction_type: str = "TRAD"
+    cash_direction: Literal["CRDT", "DBIT"] | None = None
 
     def __post_init__(self) -> None:
         _check_id("instruction_id", self.instruction_id)
@@ -660,8 +677,12 @@ class SettlementConfirmation:
             if self.amount_minor is None or not _CURRENCY.fullmatch(self.currency):
                 raise ValueError("against payment needs amount_minor and a currency")
             if self.amount_minor < 0:
-                raise ValueError("amount_minor must be >= 0; the direction follows movement")
-        elif self.amount_minor is not None:
+                raise ValueError("amount_minor must be >= 0; the direction is cash_direction's")
+            if self.cash_direction not in (None, "CRDT", "DBIT"):
+                raise ValueError(f"cash_direction {self.cash_direction!r} unknown")
+            if self.cash_direction == _usual_direction(self.movement):
+                raise ValueError("cash_direction is given only against the usual direction")
+        elif self.amount_minor is not None or self.cash_direction is not None:
             raise ValueError("a free-of-payment confirmation carries no amount")
 
 
@@ -733,15 +754,19 @@ def _reasons(writer: _Writer, parent: etree._Element, reasons: tuple[str, ...], 
 def write_sese024(advice: StatusAdvice) -> bytes:
     """A SecuritiesSettlementTransactionStatusAdvice (sese.024) for one instruction.
 
-    Processing status is always acknowledged/accepted. ``matched`` writes MtchgSts/Mtchd;
-    ``unmatched`` MtchgSts/Umtchd with its reasons; ``pending`` and ``failing`` write the
-    instruction as matched and SttlmSts/Pdg or SttlmSts/Flng with their reasons.
+    ``rejected`` writes PrcgSts/Rjctd with its reasons and nothing more. Otherwise the processing
+    status is acknowledged/accepted: ``matched`` writes MtchgSts/Mtchd; ``unmatched``
+    MtchgSts/Umtchd with its reasons; ``pending`` and ``failing`` write the instruction as
+    matched and SttlmSts/Pdg or SttlmSts/Flng with their reasons.
     """
     writer = _Writer(SESE024_NAMESPACE, "SctiesSttlmTxStsAdvc")
     tx_id = writer.sub(writer.body, "TxId")
     writer.sub(tx_id, "AcctOwnrTxId", text=advice.instruction_id)
     if advice.servicer_tx_id:
         writer.sub(tx_id, "AcctSvcrTxId", text=advice.servicer_tx_id)
+    if advice.status == "rejected":
+        _reasons(writer, writer.sub(writer.body, "PrcgSts", "Rjctd"), advice.reasons, advice.text)
+        return writer.tobytes()
     writer.sub(writer.body, "PrcgSts", "AckdAccptd", "NoSpcfdRsn", text="NORE")
     matching = writer.sub(writer.body, "MtchgSts")
     if advice.status == "unmatched":
@@ -753,6 +778,11 @@ def write_sese024(advice: StatusAdvice) -> bytes:
         status = writer.sub(writer.body, "SttlmSts", name)
         _reasons(writer, status, advice.reasons, advice.text)
     return writer.tobytes()
+
+
+def _usual_direction(movement: str) -> Literal["CRDT", "DBIT"]:
+    """The cash direction of an against-payment instruction: a delivery is paid, a receipt pays."""
+    return "CRDT" if movement == "DELI" else "DBIT"
 
 
 def write_sese025(confirmation: SettlementConfirmation) -> bytes:
@@ -777,7 +807,7 @@ def write_sese025(confirmation: SettlementConfirmation) -> bytes:
         settled = writer.sub(writer.body, "SttldAmt")
         amount = writer.sub(settled, "Amt", text=format_minor(c.amount_minor, c.currency))
         amount.set("Ccy", c.currency)
-        writer.sub(settled, "CdtDbtInd", text="CRDT" if c.movement == "DELI" else "DBIT")
+        writer.sub(settled, "CdtDbtInd", text=c.cash_direction or _usual_direction(c.movement))
     return writer.tobytes()
 
 
@@ -834,6 +864,9 @@ def _readable(what: str) -> Iterator[None]:
 
 
 def _status_of(advice: etree._Element) -> tuple[Status, etree._Element | None]:
+    rejected = _child(advice, "PrcgSts", "Rjctd")
+    if rejected is not None:
+        return "rejected", rejected
     settlement = _child(advice, "SttlmSts")
     if _child(settlement, "Flng") is not None:
         return "failing", _child(settlement, "Flng")
@@ -881,11 +914,16 @@ def parse_sese025(xml: bytes) -> list[SettlementConfirmation]:
         if amount is not None and payment == "APMT":
             amount_minor = _amount_minor("".join(amount.itertext()).strip(), currency)
         quantity = _quantity(_child(element, "QtyAndAcctDtls", "SttldQty", "Qty"))
+        movement = _text(ids, "SctiesMvmntTp")
+        direction = _text(element, "SttldAmt", "CdtDbtInd")
+        unusual = amount_minor is not None and direction in ("CRDT", "DBIT") and (
+            direction != _usual_direction(movement)
+        )
         with _readable("settlement confirmation"):
             confirmation = SettlementConfirmation(
                 instruction_id=_text(ids, "AcctOwnrTxId"),
                 security_id=_text(element, "FinInstrmId", "ISIN"),
-                movement=_text(ids, "SctiesMvmntTp"),  # type: ignore[arg-type]
+                movement=movement,  # type: ignore[arg-type]
                 payment=payment,  # type: ignore[arg-type]
                 settled_quantity=_whole(quantity, "settled quantity"),
                 settlement_date=_date_choice(_child(trade, "FctvSttlmDt", "Dt")),
@@ -894,6 +932,7 @@ def parse_sese025(xml: bytes) -> list[SettlementConfirmation]:
                 trade_date=_date_choice(_child(trade, "TradDt", "Dt")),
                 safekeeping_account=_text(element, "QtyAndAcctDtls", "SfkpgAcct", "Id"),
                 transaction_type=_text(element, "SttlmParams", "SctiesTxTp", "Cd") or "TRAD",
+                cash_direction=direction if unusual else None,  # type: ignore[arg-type]
             )
         confirmations.append(confirmation)
     if not confirmations:

@@ -4,8 +4,10 @@ Every route but the public ones (login, health, the OpenAPI document and the das
 files) needs a bearer token; the middleware answers 401 before anything else is looked at, and
 each route then checks the caller's role (403). Roles come from the ledger:
 
-- member: submits trades it is party to, reads its own positions, obligations, instructions,
-  fails and proofs; a venue (the exchange) submits trades between any members;
+- member: submits trades it is party to (as JSON, FIX or ISO 20022 sese.023), reads its own
+  positions, obligations, instructions, fails, proofs, semt.002 statement, sese.025
+  confirmations and journalled messages; a venue (the exchange) submits trades between any
+  members;
 - ccp: the operator, runs cut-off, settlement and the next business day, reads everything;
 - regulator: reads everything, writes nothing;
 - oracle: publishes price and rate observations (the ledger's ``observation`` kind);
@@ -16,6 +18,7 @@ Imports fastapi, plotly (for its bundled plotly.min.js) and the API's own module
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -33,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clearhouse.interfaces.api import models as M
 from clearhouse.interfaces.api.auth import (
+    OVERSIGHT,
     TRADE_SUBMITTERS,
     Authenticator,
     Principal,
@@ -63,6 +67,8 @@ READ = _errors(401, 403, 404, 422, 503)
 LIST = _errors(401, 422, 503)
 WRITE = _errors(400, 401, 403, 409, 413, 422, 503)
 COMMAND = _errors(401, 403, 409, 422, 503)
+XML_DOCUMENT: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the XML document", "content": {"application/xml": {"schema": {"type": "string"}}}}}
 
 
 def _caller(
@@ -235,6 +241,17 @@ def create_app(
         """Observations the oracles published on the ledger, newest fixing first."""
         return {"observations": service.observations(index, limit)}
 
+    @app.get("/messages", response_model=M.MessageLog, responses=LIST, tags=["trades"])
+    def messages(
+        p: Caller,
+        business_date: Annotated[dt.date | None, Query(description="the business date; today's by default")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        """Trade submissions received on a business date, newest first, with the door each came
+        through (REST, FIX, FIX session, ISO 20022) and how it ended: a participant's own; all of
+        them for the CCP and the regulator."""
+        return service.messages(business_date, None if p.role in OVERSIGHT else p.participant_id, limit)
+
     # ------------------------------------------------------------ one participant's data
 
     @app.get("/participants/{participant_id}/positions", response_model=M.Positions, responses=READ,
@@ -265,6 +282,24 @@ def create_app(
         require_reader_of(p, participant_id)
         return service.instructions(participant_id, failed_only=True)
 
+    @app.get("/participants/{participant_id}/semt002", response_class=Response,
+             responses={**XML_DOCUMENT, **READ}, tags=["participant"])
+    def semt002(p: Caller, participant_id: str) -> Response:
+        """The statement of holdings (ISO 20022 semt.002) at the head, dated the business date."""
+        require_reader_of(p, participant_id)
+        return Response(service.semt002(participant_id), media_type="application/xml")
+
+    @app.get("/participants/{participant_id}/sese025", response_model=M.Confirmations, responses=READ,
+             tags=["participant"])
+    def sese025(
+        p: Caller,
+        participant_id: str,
+        settlement_date: Annotated[dt.date | None, Query(description="one settlement cycle only")] = None,
+    ) -> dict[str, Any]:
+        """A settlement confirmation (ISO 20022 sese.025) per instruction that settled, in full or part."""
+        require_reader_of(p, participant_id)
+        return service.sese025(participant_id, settlement_date)
+
     @app.get("/participants/{participant_id}/proof/{asset}", response_model=M.HoldingProof,
              responses=READ, tags=["participant"])
     def proof(
@@ -285,6 +320,24 @@ def create_app(
         require_role(p, TRADE_SUBMITTERS, "submit trades")
         return service.submit_trades(p.participant_id, body.submission_id, body.payload,
                                      body.encoding, body.signature)
+
+    @app.post("/fix/trade-capture", response_model=M.FixSubmissionResponse, responses=WRITE,
+              tags=["trades"])
+    def fix_trade_capture(p: Caller, body: M.SignedMessage) -> dict[str, Any]:
+        """Submit FIX Trade Capture Reports (35=AE, tag=value or FIXML) as one signed trade batch;
+        one block, each trade's result and a TradeCaptureReportAck (35=AR) per report."""
+        require_role(p, TRADE_SUBMITTERS, "submit trades")
+        return service.submit_fix(p.participant_id, body.submission_id, body.message, body.payload_sha256,
+                                  body.signature)
+
+    @app.post("/iso20022/sese023", response_model=M.Sese023SubmissionResponse, responses=WRITE,
+              tags=["trades"])
+    def iso20022_sese023(p: Caller, body: M.SignedMessage) -> dict[str, Any]:
+        """Submit ISO 20022 settlement instructions (sese.023) as one signed trade batch; one block,
+        each trade's result and a status advice (sese.024) per instruction."""
+        require_role(p, TRADE_SUBMITTERS, "submit trades")
+        return service.submit_sese023(p.participant_id, body.submission_id, body.message, body.payload_sha256,
+                                      body.signature)
 
     @app.post("/operator/cutoff", response_model=M.CommandResponse, responses=COMMAND, tags=["operator"])
     def cutoff(p: Caller) -> dict[str, Any]:

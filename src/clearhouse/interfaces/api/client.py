@@ -1,13 +1,19 @@
-"""Client helpers for the REST API: sign a trade or observation batch, answer a login challenge.
+"""Client helpers for the REST API: sign a trade or observation batch, a FIX or ISO 20022 message,
+answer a login challenge.
 
 A participant signs with its own Ed25519 key (``clearhouse.ledger.crypto.KeyPair``, e.g. loaded
-from ``DATA/keys/ID.key``); the server and then the state machine verify the same signature.
+from ``DATA/keys/ID.key``); the server and then the state machine verify the same signature. For
+a FIX or sese.023 message the client signs the trade batch the message yields, read with the
+same reader the server uses (``clearhouse.interfaces.api.messages``).
 ``login`` works with any ``httpx.Client`` pointed at the API (a test client included).
-Imports clearhouse.clearing.batch, clearhouse.core, clearhouse.ledger and the API's auth constant.
+Imports clearhouse.clearing.batch, clearhouse.core, clearhouse.ledger and the API's auth
+constant and message readers.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +22,7 @@ import httpx
 from clearhouse.clearing.batch import encode_trades_json
 from clearhouse.core.hashing import canonical_json
 from clearhouse.interfaces.api.auth import NONCE_PREFIX
+from clearhouse.interfaces.api.messages import read_fix, read_sese023
 from clearhouse.ledger.crypto import KeyPair
 from clearhouse.ledger.records import Submission
 
@@ -36,6 +43,25 @@ def sign_trades(
     """
     payload = encode_trades_json([dict(r) for r in rows])
     return _envelope(key, submitter, submission_id, "trades", payload)
+
+
+def _signed_message(key: KeyPair, submitter: str, submission_id: str, message: bytes,
+                    payload: bytes) -> dict[str, str]:
+    digest = Submission.digest_for(submission_id, "trades", submitter, payload)
+    return {"submission_id": submission_id, "message": base64.b64encode(message).decode("ascii"),
+            "payload_sha256": hashlib.sha256(payload).hexdigest(), "signature": key.sign(digest).hex()}
+
+
+def sign_fix(key: KeyPair, submitter: str, submission_id: str, fix_bytes: bytes) -> dict[str, str]:
+    """The body of ``POST /fix/trade-capture``: FIX Trade Capture Reports (tag=value with SOH or
+    ``|``, or FIXML), with the submitter's signature over the trade batch they yield."""
+    return _signed_message(key, submitter, submission_id, fix_bytes, read_fix(fix_bytes).payload)
+
+
+def sign_sese023(key: KeyPair, submitter: str, submission_id: str, xml: bytes) -> dict[str, str]:
+    """The body of ``POST /iso20022/sese023``: a sese.023 document, with the submitter's signature
+    over the trade batch its instructions yield."""
+    return _signed_message(key, submitter, submission_id, xml, read_sese023(xml).payload)
 
 
 def sign_json(key: KeyPair, submitter: str, submission_id: str, kind: str, body: Any) -> dict[str, str]:

@@ -5,12 +5,15 @@ The app turns every ``ApiError`` into the ``ErrorBody`` JSON shape. Imports noth
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ApiError(Exception):
-    """A refusal with its HTTP status, machine code and human detail."""
+    """A refusal with its HTTP status, machine code and human detail (a sentence, or a list of
+    items each with its reason, e.g. the faults of a malformed FIX message)."""
 
-    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
+    def __init__(self, status: int, error: str, detail: Any, headers: dict[str, str] | None = None) -> None:
+        super().__init__(str(detail))
         self.status = status
         self.error = error
         self.detail = detail

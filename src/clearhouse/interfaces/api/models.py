@@ -103,6 +103,56 @@ class TradeSubmissionResponse(BaseModel):
     results: list[TradeResultItem]
 
 
+class SignedMessage(BaseModel):
+    """A FIX or ISO 20022 message, and the submitter's signature over the trade batch it yields."""
+
+    submission_id: Id
+    message: str = Field(max_length=12_000_000, description="the message bytes, base64")
+    payload_sha256: str = Field(
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="sha256 (hex) of the canonical JSON trade batch the client derived from the message",
+    )
+    signature: HexSignature = Field(description="over Submission.digest_for(submission_id, 'trades', "
+                                    "submitter, batch)")
+
+
+class MessageRejection(BaseModel):
+    position: int = Field(description="the message (FIX) or instruction (ISO 20022) in the input, "
+                          "from 1; 0 for bytes or a document as a whole")
+    ref: str = Field(description="its own reference, where one could be read")
+    reason: str
+    text: str
+
+
+class TradeAck(BaseModel):
+    report_ref: str = Field(description="TradeReportID, else ExecID, else MsgSeqNum of the report")
+    trade_id: str = Field(description="the trade it became, empty when the reader refused it")
+    status: Literal["accepted", "rejected"]
+    reason: str | None
+    message: str = Field(description="the TradeCaptureReportAck (35=AR), SOH written as |")
+
+
+class FixSubmissionResponse(TradeSubmissionResponse):
+    message_sha256: str = Field(description="sha256 of the message as received (the journal keeps it)")
+    rejections: list[MessageRejection] = Field(description="reports the reader could not turn into trades")
+    acks: list[TradeAck] = Field(description="one per report read, in input order")
+
+
+class InstructionStatus(BaseModel):
+    instruction_id: str
+    trade_id: str = Field(description="the trade it became, empty when it made none")
+    status: Literal["matched", "pending", "unmatched", "rejected"]
+    reasons: list[str] = Field(description="ISO 20022 reason codes of the status")
+    reason: str | None = Field(description="why it was refused: the reader's reason or the ledger's result")
+    sese024: str = Field(description="the status advice, sese.024 XML")
+
+
+class Sese023SubmissionResponse(TradeSubmissionResponse):
+    message_sha256: str = Field(description="sha256 of the message as received (the journal keeps it)")
+    rejections: list[MessageRejection] = Field(description="instructions the reader could not turn into trades")
+    statuses: list[InstructionStatus] = Field(description="one per instruction, in document order")
+
+
 class CommandResponse(BaseModel):
     command: str
     submission_id: str
@@ -233,6 +283,41 @@ class Instruction(BaseModel):
     settled_cash: str
     status: Literal["settled", "partial", "failed"]
     reason: str | None = Field(description="why the rest did not settle")
+
+
+class Confirmation(BaseModel):
+    instruction_id: str = Field(description="YYYYMMDD-<cycle>-<security>: the settlement instruction")
+    settlement_date: dt.date
+    security_id: str
+    status: Literal["settled", "partial"]
+    sese025: str = Field(description="the settlement confirmation, sese.025 XML")
+
+
+class Confirmations(BaseModel):
+    participant_id: str
+    height: int
+    confirmations: list[Confirmation]
+
+
+class JournalEntry(BaseModel):
+    seq: int
+    received_at: str = Field(description="when the server received it, UTC")
+    business_date: dt.date
+    door: Literal["REST", "FIX", "FIX session", "ISO 20022"]
+    submitter: str
+    submission_id: str
+    status: Literal["accepted", "exists", "refused"]
+    reason: str = Field(description="why it was refused (error code and detail)")
+    height: int | None = Field(description="the block that holds it")
+    submitted: int
+    accepted: int
+    rejected: int
+    message_sha256: str | None = Field(description="the FIX or XML message it was read from")
+
+
+class MessageLog(BaseModel):
+    business_date: dt.date
+    messages: list[JournalEntry]
 
 
 class Instructions(BaseModel):

@@ -5,9 +5,17 @@ the CCP's keys from ``DATA/keys``, and serialises every request on one lock, so 
 machine only ever sees one block at a time. The business date is the last block's date; the CCP
 operator opens the next one with an empty block at the new date, so every node agrees on it.
 Block timestamps derive from the business date and the block's rank within that day exactly as
-``clearhouse.cycle.run`` derives them; nothing here reads the clock. An invariant breach or a
-storage failure halts the service: it then refuses everything but ``/health``.
-Imports clearhouse.core, ledger, clearing, state, node, cycle and the API's own modules only.
+``clearhouse.cycle.run`` derives them; nothing here reads the clock (the journal notes when a
+submission arrived). An invariant breach or a storage failure halts the service: it then refuses
+everything but ``/health``.
+
+Trades come through four doors: signed JSON batches (``POST /trades``), FIX Trade Capture
+Reports and ISO 20022 sese.023 instructions, each signed by its submitter over the batch the
+message yields (``messages``), and the venue's FIX session, signed with the venue's key the
+server holds. Every submission is journalled with its door (``journal``). Holdings go out as
+semt.002 statements and settled instructions as sese.025 confirmations.
+Imports clearhouse.core, ledger, clearing, settlement, state, node, cycle, the FIX and ISO 20022
+interfaces and the API's own modules only.
 """
 
 from __future__ import annotations
@@ -15,31 +23,52 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hashlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from clearhouse.clearing.batch import decode_trades
-from clearhouse.core.calendar import from_day_number
+from clearhouse.core.calendar import day_number, from_day_number
 from clearhouse.core.errors import ClearhouseError, InputError
 from clearhouse.core.exact import exact_bincount
 from clearhouse.core.money import format_minor
 from clearhouse.core.results import SubmissionStatus, TradeResult
-from clearhouse.cycle.run import LEDGER_FILE, SEQUENCER, TRADES_PER_SUBMISSION, open_node, sign
+from clearhouse.cycle.run import EXCHANGE, LEDGER_FILE, SEQUENCER, TRADES_PER_SUBMISSION, open_node, sign
 from clearhouse.interfaces.api.errors import ApiError, not_found
+from clearhouse.interfaces.api.journal import JOURNAL_FILE, Journal
+from clearhouse.interfaces.api.messages import (
+    ON_LEDGER,
+    batch_payload,
+    fix_acks,
+    fix_rejections,
+    fix_sending_time,
+    iso_rejections,
+    read_fix,
+    read_sese023,
+    sese024_statuses,
+    trade_outcomes,
+)
+from clearhouse.interfaces.fix import FixIntake
+from clearhouse.interfaces.iso20022 import (
+    HoldingsStatement,
+    SettlementConfirmation,
+    write_semt002,
+    write_sese025,
+)
 from clearhouse.ledger.crypto import KeyPair, KeyStore, verify_signature
 from clearhouse.ledger.merkle import merkle_proof
 from clearhouse.ledger.records import BlockHeader, Submission
 from clearhouse.ledger.verify import verify_store
 from clearhouse.node.node import Node
 from clearhouse.settlement.dvp import REASONS
-from clearhouse.state.kinds import Kind, encode_json
-from clearhouse.state.machine import Participant, Positions, StateMachine
+from clearhouse.state.kinds import Kind, Role, encode_json
+from clearhouse.state.machine import CASH_LINE_PREFIX, Participant, Positions, StateMachine
 
 PAYLOAD_MAX = 8 * 1024 * 1024
 NEXT_DAY_MAX = dt.timedelta(days=366)
@@ -143,6 +172,7 @@ class LedgerService:
             self.node.store.close()
             raise
         self.lock = threading.RLock()
+        self.journal = Journal(data_dir / JOURNAL_FILE)
         self.halted: str | None = None
         self._views: dict[int, BlockView] = {}
         self._leaves: tuple[int, list[bytes], dict[tuple[str, str, str], int]] | None = None
@@ -263,7 +293,17 @@ class LedgerService:
 
     def submit_trades(self, participant_id: str, submission_id: str, payload_text: str,
                       encoding: str, signature_hex: str) -> dict[str, Any]:
-        payload = self._payload(payload_text, encoding)
+        """A signed trade batch from ``POST /trades``: one block, each trade's result."""
+
+        def submit() -> dict[str, Any]:
+            payload = self._payload(payload_text, encoding)
+            return self._submit_batch(participant_id, submission_id, payload, signature_hex)[0]
+
+        return self._journaled("REST", participant_id, submission_id, None, submit)
+
+    def _submit_batch(self, participant_id: str, submission_id: str, payload: bytes,
+                      signature_hex: str) -> tuple[dict[str, Any], BlockView]:
+        """Sequence a signed trade batch; the answer and the block that holds it."""
         try:
             frame = decode_trades(payload)
         except InputError as exc:
@@ -286,7 +326,117 @@ class LedgerService:
             "accepted": summary["accepted"], "rejected": summary["rejected"],
             "results": [{"trade_id": t, "result": _TRADE_RESULTS[c]}
                         for t, c in zip(trade_ids, codes, strict=True)],
-        }
+        }, view
+
+    def _journaled(self, door: str, submitter: str, submission_id: str, message: bytes | None,
+                   submit: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run a submission and journal how it ended, refusals included."""
+        try:
+            body = submit()
+        except ApiError as exc:
+            self._journal_refusal(door, submitter, submission_id, exc)
+            raise
+        self.journal.add(door, submitter, submission_id, self.business_date, body, message)
+        return body
+
+    def _journal_refusal(self, door: str, submitter: str, submission_id: str, exc: ApiError) -> None:
+        detail = exc.detail if isinstance(exc.detail, str) else ", ".join(
+            sorted({str(item.get("reason")) for item in exc.detail if isinstance(item, dict)}))
+        self.journal.add(door, submitter, submission_id, self.business_date,
+                         {"status": "refused", "reason": f"{exc.error}: {detail}"[:300]})
+
+    # ---------------------------------------------------------------- FIX and ISO 20022 doors
+
+    def _message_door(self, door: str, submitter: str, submission_id: str, message_b64: str,
+                      submit: Callable[[bytes], dict[str, Any]]) -> dict[str, Any]:
+        """Decode a base64 message and submit what it yields, journalled under its door."""
+        try:
+            message = self._payload(message_b64, "base64")
+        except ApiError as exc:
+            self._journal_refusal(door, submitter, submission_id, exc)
+            raise
+        return self._journaled(door, submitter, submission_id, message, lambda: submit(message))
+
+    def _submit_derived(self, submitter: str, submission_id: str, payload: bytes, payload_sha256: str,
+                        signature_hex: str) -> tuple[dict[str, Any], BlockView]:
+        """Submit the batch the server derived from a message, if it is the batch the client signed."""
+        derived = hashlib.sha256(payload).hexdigest()
+        if derived != payload_sha256.lower():
+            raise ApiError(400, "payload_mismatch",
+                           f"the message yields the trade batch with sha256 {derived}, not the signed one "
+                           f"({payload_sha256}); derive and sign it with client.sign_fix or client.sign_sese023")
+        return self._submit_batch(submitter, submission_id, payload, signature_hex)
+
+    def submit_fix(self, participant_id: str, submission_id: str, message_b64: str, payload_sha256: str,
+                   signature_hex: str) -> dict[str, Any]:
+        """FIX Trade Capture Reports (tag=value or FIXML) as one signed batch; 35=AR per report."""
+
+        def submit(message: bytes) -> dict[str, Any]:
+            batch = read_fix(message)
+            rejections = fix_rejections(batch.intake.rejections)
+            if batch.faults:
+                raise ApiError(422, "malformed_message", rejections)
+            if batch.intake.trades.is_empty():
+                raise ApiError(422, "no_trades", rejections)
+            body, view = self._submit_derived(participant_id, submission_id, batch.payload, payload_sha256,
+                                              signature_hex)
+            acks = fix_acks(batch.intake, trade_outcomes(body["results"]), participant_id,
+                            fix_sending_time(view.header.timestamp))
+            return {**body, "message_sha256": hashlib.sha256(message).hexdigest(), "rejections": rejections,
+                    "acks": acks}
+
+        return self._message_door("FIX", participant_id, submission_id, message_b64, submit)
+
+    def submit_sese023(self, participant_id: str, submission_id: str, message_b64: str, payload_sha256: str,
+                       signature_hex: str) -> dict[str, Any]:
+        """ISO 20022 sese.023 settlement instructions as one signed batch; a sese.024 per instruction."""
+
+        def submit(message: bytes) -> dict[str, Any]:
+            batch = read_sese023(message)
+            rejections = iso_rejections([*batch.intake.rejections, *batch.paired.rejections])
+            if batch.faults:
+                raise ApiError(422, "malformed_message", rejections)
+            if batch.paired.trades.is_empty():
+                raise ApiError(422, "no_trades", rejections)
+            body, view = self._submit_derived(participant_id, submission_id, batch.payload, payload_sha256,
+                                              signature_hex)
+            statuses = sese024_statuses(batch, trade_outcomes(body["results"]), view.header.business_date)
+            return {**body, "message_sha256": hashlib.sha256(message).hexdigest(), "rejections": rejections,
+                    "statuses": statuses}
+
+        return self._message_door("ISO 20022", participant_id, submission_id, message_b64, submit)
+
+    def fix_session_handler(self) -> tuple[str, Callable[[FixIntake], dict[str, str]]]:
+        """The venue the FIX session serves and the handler of the trades it reports.
+
+        The server signs for no member, so the session is the venue's (``EXCHANGE``, whose key
+        is under ``DATA/keys``): its trades are submitted and signed as the venue's. The
+        handler answers, per trade id the ledger refused, the result code (what ``serve_fix``
+        acknowledges as rejected). Raises ``InputError`` when the key is missing or not the
+        ledger's.
+        """
+        venue = self.participant(EXCHANGE)
+        keys = KeyStore(self.data_dir / "keys")
+        if venue is None or venue.role != Role.venue:
+            raise InputError(f"the ledger has no venue {EXCHANGE}: nobody to hold a FIX session for")
+        if not keys.has(EXCHANGE) or keys.load(EXCHANGE).public_key != venue.public_key:
+            raise InputError(f"no key of {EXCHANGE} under {self.data_dir / 'keys'} matching the ledger")
+        key = keys.load(EXCHANGE)
+
+        def on_trades(intake: FixIntake) -> dict[str, str]:
+            if intake.trades.is_empty():
+                return {}
+            payload = batch_payload(intake.trades)
+            sid = f"fix-session-{hashlib.sha256(payload).hexdigest()[:32]}"
+            signature = key.sign(Submission.digest_for(sid, str(Kind.trades), EXCHANGE, payload)).hex()
+            try:
+                body = self._journaled("FIX session", EXCHANGE, sid, None,
+                                       lambda: self._submit_batch(EXCHANGE, sid, payload, signature)[0])
+            except ApiError as exc:
+                return dict.fromkeys(intake.trades["trade_id"].to_list(), exc.error)
+            return {t: r for t, r in trade_outcomes(body["results"]).items() if r not in ON_LEDGER}
+
+        return EXCHANGE, on_trades
 
     def _sequence(self, submitter: str, submission_id: str, kind: Kind, payload: bytes,
                   signature_hex: str) -> tuple[dict[str, Any], int, str]:
@@ -467,7 +617,8 @@ class LedgerService:
                         Positions(nets.member[mine], nets.security[mine], nets.settlement_day[mine],
                                   nets.quantity[mine], nets.cash[mine], nets.settlement_day[mine]),
                         len(m.participants), len(m.securities))
-            obligations, cash = [], {}
+            obligations: list[dict[str, Any]] = []
+            cash: dict[tuple[str, str], int] = {}
             order = sorted(range(len(acc)), key=lambda i: (int(acc.day[i]), m.securities[int(acc.security[i])].id))
             for sec_i, day, qty, amount in zip(acc.security[order].tolist(), acc.day[order].tolist(),
                                                acc.quantity[order].tolist(), acc.cash[order].tolist(),
@@ -510,6 +661,67 @@ class LedgerService:
                     })
             return {"participant_id": participant_id, "height": self.node.height,
                     "fails" if failed_only else "instructions": rows}
+
+    def semt002(self, participant_id: str) -> bytes:
+        """The participant's statement of holdings (semt.002) from its stored head rows, dated the
+        business date; 422 when a holding cannot be written (a security id that is not an ISIN)."""
+        with self.lock:
+            self._check_running()
+            self._member_index(participant_id)
+            as_of, rows = self.node.store.state_rows(participant_id)
+            day = self.business_date.isoformat()
+        holdings = tuple((r.asset, int(r.value)) for r in rows if r.table == "securities")
+        try:
+            statement = HoldingsStatement(participant_id, day, holdings, f"HEIGHT-{as_of}")
+        except ValueError as exc:
+            raise ApiError(422, "not_representable", f"no semt.002 for {participant_id}: {exc}") from exc
+        return write_semt002(statement)
+
+    def sese025(self, participant_id: str, settlement_date: dt.date | None) -> dict[str, Any]:
+        """A sese.025 confirmation per settlement instruction of the participant that moved
+        securities or cash (settled, or partly), of every cycle or one settlement date. The
+        reserved cash-only lines (contract payments) are payments, not securities settlements,
+        and have none; 422 when an instruction cannot be written (a security id not an ISIN)."""
+        with self.lock:
+            self._check_running()
+            m = self.machine
+            idx = self._member_index(participant_id)
+            wanted = None if settlement_date is None else day_number(settlement_date)
+            moved = []
+            for number, cyc in enumerate(m.history.cycles):
+                if wanted is not None and cyc.day != wanted:
+                    continue
+                mine = (cyc.member == idx) & ((cyc.settled_quantity != 0) | (cyc.settled_cash != 0))
+                date = from_day_number(cyc.day)
+                for i in np.flatnonzero(mine).tolist():
+                    sec = m.securities[int(cyc.security[i])]
+                    if not sec.id.startswith(CASH_LINE_PREFIX):
+                        moved.append((f"{date:%Y%m%d}-{number}-{sec.id}", date, sec.id, sec.currency,
+                                      int(cyc.quantity[i]), int(cyc.cash[i]), int(cyc.settled_quantity[i]),
+                                      int(cyc.settled_cash[i]), bool(cyc.settled[i])))
+            height = self.node.height
+        confirmations = []
+        for instruction_id, date, security_id, currency, quantity, cash, settled_qty, settled_cash, full in moved:
+            movement: Literal["DELI", "RECE"] = "DELI" if quantity < 0 else "RECE"
+            unusual = bool(cash) and (movement == "DELI") != (cash > 0)  # a delivery that pays, or the reverse
+            try:
+                confirmation = SettlementConfirmation(
+                    instruction_id, security_id, movement, "APMT" if cash else "FREE", abs(settled_qty),
+                    date.isoformat(), abs(settled_cash) if cash else None, currency if cash else "",
+                    safekeeping_account=participant_id if len(participant_id) <= 35 else "",
+                    cash_direction=("CRDT" if cash > 0 else "DBIT") if unusual else None,
+                )
+            except ValueError as exc:
+                raise ApiError(422, "not_representable", f"no sese.025 for {instruction_id}: {exc}") from exc
+            confirmations.append({"instruction_id": instruction_id, "settlement_date": date,
+                                  "security_id": security_id, "status": "settled" if full else "partial",
+                                  "sese025": write_sese025(confirmation).decode("utf-8")})
+        return {"participant_id": participant_id, "height": height, "confirmations": confirmations}
+
+    def messages(self, business_date: dt.date | None, submitter: str | None, limit: int) -> dict[str, Any]:
+        """The journal's entries of a business date (today's by default), newest first."""
+        day = business_date or self.business_date
+        return {"business_date": day, "messages": self.journal.entries(day, submitter, limit)}
 
     def proof(self, participant_id: str, table: str, asset: str) -> dict[str, Any]:
         """A balance's Merkle inclusion proof and everything needed to recompute the state root."""

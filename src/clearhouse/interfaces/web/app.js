@@ -1,5 +1,6 @@
-// The clearhouse dashboard's script: login by Ed25519 challenge, then the day, the charts, a
-// participant's view and the ledger explorer, all read from the REST API of this server.
+// The clearhouse dashboard's script: login by Ed25519 challenge, then the day (with the day's trade
+// messages: REST, FIX, the FIX session, ISO 20022), the charts, a participant's view (with its
+// semt.002 statement to download) and the ledger explorer, all read from the REST API of this server.
 // Data is written into the page with textContent only. Uses the browser's WebCrypto (Ed25519,
 // SHA-256) and plotly.js from /static/plotly.min.js; nothing else.
 "use strict";
@@ -9,7 +10,7 @@ const NONCE_PREFIX = "clearhouse-auth-v1:";
 // PKCS#8 wrapping of a raw 32-byte Ed25519 seed (RFC 8410)
 const PKCS8_ED25519 = "302e020100300506032b657004220420";
 
-const state = { token: null, who: null, oldest: null };
+const state = { token: null, who: null, oldest: null, semt002: null };
 const $ = (id) => document.getElementById(id);
 
 function say(text, isError = false) {
@@ -38,17 +39,21 @@ async function sha256(...parts) {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", concat(...parts)));
 }
 
-async function api(path, options = {}) {
+async function request(path, options = {}) {
   const headers = { "Content-Type": "application/json" };
   if (state.token) headers.Authorization = `Bearer ${state.token}`;
   const response = await fetch(path, { ...options, headers });
-  const body = await response.json().catch(() => ({}));
   if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
     if (response.status === 401 && state.token) logout();
     const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
     throw new Error(`${response.status} ${body.error || ""}: ${detail || response.statusText}`);
   }
-  return body;
+  return response;
+}
+
+async function api(path, options = {}) {
+  return (await request(path, options)).json();
 }
 
 // ------------------------------------------------------------------ login
@@ -161,6 +166,10 @@ async function showDay() {
   $("day-verified-detail").textContent = d.verification.status === "verified"
     ? `through block ${d.verification.verified_height}; ${d.verification.sealed_since} sealed since`
     : (d.verification.reason || "");
+  const log = await api(`/messages?business_date=${d.business_date}`);
+  table("table-messages", ["received_utc", "door", "submitter", "submission_id", "submitted", "accepted",
+    "rejected", "outcome", "height"], log.messages.map((m) => ({ ...m, received_utc: m.received_at.slice(11, 19),
+    outcome: m.status === "refused" ? `refused: ${m.reason}` : m.status })));
 }
 
 const LAYOUT = { margin: { t: 40, r: 50, b: 40, l: 60 }, height: 300, legend: { orientation: "h" } };
@@ -216,9 +225,26 @@ async function showMember(id) {
   table("table-fails", ["settlement_date", "due_date", "security_id", "quantity", "settled_quantity", "cash",
     "reason"],
     fails.fails.slice().reverse());
+  await linkStatement(id);
   Plotly.newPlot("chart-holdings", [{
     x: pos.securities.map((s) => s.security_id), y: pos.securities.map((s) => s.quantity), type: "bar",
     name: "quantity" }], { ...LAYOUT, title: { text: `${id}: holdings` } }, { displayModeBar: false });
+}
+
+async function linkStatement(id) {
+  const link = $("semt002-link");
+  if (state.semt002) URL.revokeObjectURL(state.semt002);
+  state.semt002 = null;
+  link.removeAttribute("href");
+  try {
+    const xml = await (await request(`/participants/${encodeURIComponent(id)}/semt002`)).text();
+    state.semt002 = URL.createObjectURL(new Blob([xml], { type: "application/xml" }));
+    link.href = state.semt002;
+    link.download = `${id}-semt002.xml`;
+    link.textContent = `${id}: statement of holdings (ISO 20022 semt.002)`;
+  } catch (e) {
+    link.textContent = `${id}: no semt.002 statement (${e.message})`;
+  }
 }
 
 // ------------------------------------------------------------------ the ledger
