@@ -47,17 +47,10 @@ import polars as pl
 import simplefix
 from lxml import etree
 
-#: The trade intake columns, all strings, in order (``settlement_date`` may be ``""``).
-TRADE_COLUMNS: tuple[str, ...] = (
-    "trade_id",
-    "trade_date",
-    "buyer",
-    "seller",
-    "security_id",
-    "quantity",
-    "price",
-    "settlement_date",
-)
+from clearhouse.clearing.batch import REQUIRED_COLUMNS
+
+#: The trade intake columns a message fills, all strings, in order (``settlement_date`` may be ``""``).
+TRADE_COLUMNS: tuple[str, ...] = (*REQUIRED_COLUMNS, "settlement_date")
 
 #: Largest message body accepted; bigger ones are rejected as ``too_large`` unread.
 MAX_MESSAGE_BYTES = 65_536

@@ -36,6 +36,7 @@ from typing import Literal
 import polars as pl
 from lxml import etree
 
+from clearhouse.clearing.batch import REQUIRED_COLUMNS
 from clearhouse.core.errors import InputError
 from clearhouse.core.money import format_minor, to_minor
 
@@ -44,17 +45,8 @@ SESE024_NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:sese.024.001.12"
 SESE025_NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:sese.025.001.11"
 SEMT002_NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:semt.002.001.11"
 
-#: The trade intake columns, all strings, in order (``settlement_date`` may be ``""``).
-TRADE_COLUMNS: tuple[str, ...] = (
-    "trade_id",
-    "trade_date",
-    "buyer",
-    "seller",
-    "security_id",
-    "quantity",
-    "price",
-    "settlement_date",
-)
+#: The trade intake columns a message fills, all strings, in order (``settlement_date`` may be ``""``).
+TRADE_COLUMNS: tuple[str, ...] = (*REQUIRED_COLUMNS, "settlement_date")
 
 #: One row per settlement instruction, all strings (``""`` when the message leaves it out).
 INSTRUCTION_COLUMNS: tuple[str, ...] = (
