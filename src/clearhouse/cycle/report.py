@@ -4,8 +4,10 @@ Built from the state machine's history (itself a pure function of the log). Amou
 strings in the currency's minor-unit precision; quantity > 0 means the member receives
 securities, cash > 0 means it receives cash. Values are summed per currency; the top-level
 value fields hold the sum when the run has one currency and are null otherwise (``by_currency``
-always has each). Imports clearhouse.core, clearhouse.state, clearhouse.ledger and
-clearhouse.node only.
+always has each). The settlement book's history adds what the settlement rules did: loans,
+central-bank credit, partial settlements, buy-in flags, cancellations, the optimiser's figures and
+the fails still open. Imports clearhouse.core, clearhouse.settlement, clearhouse.state,
+clearhouse.ledger and clearhouse.node only.
 """
 
 from __future__ import annotations
@@ -162,10 +164,128 @@ def build_report(node: Node, verified: VerifyReport | None) -> dict[str, Any]:
         "fails": fails,
         "open_positions": len(m.positions),
         "balances": {"securities": balances_sec, "cash": balances_cash},
+        **settlement_extras(m),
         "ledger": {
             "height": node.height,
             "head_hash": node.head_hash.hex(),
             "state_root": m.state_root().hex(),
             "verified": bool(verified.verified) if verified else None,
         },
+    }
+
+
+def _money(event: dict[str, Any], keys: tuple[str, ...], currency: str) -> dict[str, Any]:
+    """The event with its amounts (minor units) as decimal strings of ``currency``."""
+    return {k: (format_minor(v, currency) if k in keys else v) for k, v in event.items() if k != "event"}
+
+
+def _security_currency(m: StateMachine, security_id: str) -> str:
+    return m.securities[m.sindex[security_id]].currency
+
+
+def _loans(m: StateMachine, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    loans: dict[int, dict[str, Any]] = {}
+    for e in events:
+        kind = e["event"]
+        if kind == "loan":
+            loans[e["loan_id"]] = {
+                **{k: e[k] for k in ("loan_id", "lender", "borrower", "security", "quantity", "fee_bps", "currency")},
+                "value": format_minor(e["value"], e["currency"]), "lent": e["date"], "returned": None,
+                "fee": None, "recalled": None, "buy_in": False, "status": "open",
+            }
+        elif kind == "loan_returned":
+            loans[e["loan_id"]].update(returned=e["date"], fee=format_minor(e["fee"], e["currency"]),
+                                       status="returned")
+        elif kind in ("recall_failed", "buy_in") and "loan_id" in e:
+            loans[e["loan_id"]]["buy_in"] |= kind == "buy_in"
+    for e in events:
+        if e["event"] == "recall":
+            for loan in loans.values():
+                if (loan["lender"], loan["security"]) == (e["lender"], e["security"]) and loan["recalled"] is None \
+                        and loan["lent"] <= e["date"] and (loan["returned"] is None or loan["returned"] >= e["date"]):
+                    loan["recalled"] = e["date"]
+    return [loans[k] for k in sorted(loans)]
+
+
+def _credit(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    credits: dict[int, dict[str, Any]] = {}
+    for e in events:
+        if not e["event"].startswith("credit_"):
+            continue
+        c = credits.setdefault(e["credit_id"], {
+            "credit_id": e["credit_id"], "member": e["member"], "currency": e["currency"], "date": e["date"],
+            "granted": 0, "repaid": 0, "outstanding": 0, "status": "open", "not_repaid_on": None, "collateral": [],
+        })
+        if e["event"] == "credit_granted":
+            c["granted"] += e["amount"]
+            c["outstanding"] += e["amount"]
+        else:
+            c["repaid"] += e["repaid"]
+            c["outstanding"] = e["outstanding"]
+            c["status"] = "repaid" if e["outstanding"] == 0 else "overdue"
+        if e["event"] == "credit_not_repaid":
+            c["not_repaid_on"] = e["date"]
+            c["collateral"] = e["collateral"]
+    return [{**c, **{k: format_minor(c[k], c["currency"]) for k in ("granted", "repaid", "outstanding")}}
+            for _, c in sorted(credits.items())]
+
+
+def _open_fails(m: StateMachine) -> list[dict[str, Any]]:
+    """Fails still open at the end: age in settlement runs failed, last reason, what is left to settle."""
+    pids = [p.id for p in m.participants]
+    book = m.settlement
+    g = book.gross
+    rows = [
+        {"seller": pids[int(g.seller[k])], "buyer": pids[int(g.buyer[k])],
+         "security_id": m.securities[int(g.security[k])].id,
+         "first_due": from_day_number(int(g.first_due[k])).isoformat(), "age": int(g.failed_runs[k]),
+         "reason": str(REASONS[int(g.reason[k])]), "quantity": int(g.quantity[k]),
+         "cash": format_minor(int(g.cash[k]), m.currencies[int(g.currency[k])]),
+         "currency": m.currencies[int(g.currency[k])], "buy_in": bool(g.flagged[k])}
+        for k in np.flatnonzero(g.failed_runs > 0).tolist()
+    ]
+    runs = sorted({c.day for c in m.history.cycles})
+    last_reason: dict[tuple[int, int], int] = {}
+    for cyc in m.history.cycles:
+        for k in np.flatnonzero(~cyc.settled).tolist():
+            last_reason[(int(cyc.member[k]), int(cyc.security[k]))] = int(cyc.reason[k])
+    pos = m.positions
+    last = runs[-1] if runs else -1
+    for k in np.flatnonzero(pos.first_due <= last).tolist():
+        member, sec = int(pos.member[k]), int(pos.security[k])
+        first = int(pos.first_due[k])
+        rows.append({
+            "participant_id": pids[member], "security_id": m.securities[sec].id,
+            "first_due": from_day_number(first).isoformat(), "age": sum(1 for d in runs if d >= first),
+            "reason": str(REASONS[last_reason.get((member, sec), 0)]), "quantity": int(pos.quantity[k]),
+            "cash": format_minor(int(pos.cash[k]), m.securities[sec].currency),
+            "currency": m.securities[sec].currency,
+        })
+    return rows
+
+
+def settlement_extras(m: StateMachine) -> dict[str, Any]:
+    """The report's keys about the settlement rules: what the book did beyond the cycles."""
+    events = m.settlement.history
+    partials = []
+    for e in (e for e in events if e["event"] == "partial"):
+        ccy = _security_currency(m, e["security"])
+        partials.append({**_money(e, ("cash", "settled_cash"), ccy), "currency": ccy})
+    flagged = []
+    for e in (e for e in events if e["event"] == "buy_in"):
+        ccy = e.get("currency") or _security_currency(m, e["security"])
+        flagged.append({**_money(e, ("cash", "value"), ccy), "currency": ccy})
+    cancelled = []
+    for e in (e for e in events if e["event"] == "cancelled"):
+        ccy = _security_currency(m, e["security"])
+        cancelled.append({**_money(e, ("cash",), ccy), "currency": ccy})
+    return {
+        "settlement_rules": m.settlement.config.to_json(),
+        "partial_settlements": partials,
+        "loans": _loans(m, events),
+        "credit": _credit(events),
+        "buy_ins": flagged,
+        "cancellations": cancelled,
+        "optimiser": [{k: v for k, v in e.items() if k != "event"} for e in events if e["event"] == "optimiser"],
+        "open_fails": _open_fails(m),
     }

@@ -8,16 +8,24 @@ or a member for trades it is party to), and a block with the CCP's cut-off (nova
 netting) and settlement run. Block timestamps are derived from the plan, so the same scenario
 and keys always give the same ledger. A run on a data directory that already holds part of the
 same plan resumes after its last stored block.
+
+The settlement rules (DvP model, optimiser, partial settlement, lending, auto-collateralisation,
+fails lifecycle) go into the genesis block as ``cfg["settlement"]`` (see
+``settlement.cycle.SettlementConfig``); lender offers (``lenders.csv``, one ``lend_offer`` signed
+by each lender) and the central bank's collateral policy (``collateral.csv``, a
+``collateral_policy``) are set-up submissions.
 Imports clearhouse.core, ledger, clearing, state, node and cycle only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -55,7 +63,10 @@ def parse_cycle(text: str) -> int:
     return int(match.group(1))
 
 
-def sign(key: KeyPair, submitter: str, submission_id: str, kind: Kind, payload: bytes) -> Submission:
+LEND_OFFER, COLLATERAL_POLICY = "lend_offer", "collateral_policy"  # kinds the settlement book applies
+
+
+def sign(key: KeyPair, submitter: str, submission_id: str, kind: Kind | str, payload: bytes) -> Submission:
     digest = Submission.digest_for(submission_id, str(kind), submitter, payload)
     return Submission(submission_id, str(kind), submitter, payload, key.sign(digest))
 
@@ -135,8 +146,32 @@ def _run_days(frame: pl.DataFrame, calendar: BusinessCalendar) -> list[dt.date]:
     return list(calendar.business_days(from_day_number(first), from_day_number(last)))
 
 
-def plan(scenario: Scenario, keys: Keys, cycle_days: int) -> Iterator[Step]:
-    """Every block of the run, in order."""
+def _lending_setup(scenario: Scenario, members: set[str]) -> list[tuple[str, str, str, str, list[dict]]]:
+    """Set-up submissions of lender offers (one per lender, signed by it) and the collateral policy."""
+    out: list[tuple[str, str, str, str, list[dict]]] = []
+    if scenario.lenders is not None:
+        offers: dict[str, list[dict]] = {}
+        for r in scenario.lenders.iter_rows(named=True):
+            lender = str(r["participant_id"]).strip()
+            if lender not in members:
+                raise InputError(f"lenders.csv: {lender!r} is not a participant of the scenario")
+            offers.setdefault(lender, []).append({
+                "security": str(r["security_id"]).strip(), "quantity": _int_or_text(r["quantity"]),
+                "fee_bps": _int_or_text(r["fee_bps"]),
+            })
+        out.extend((lender, f"setup-lend-{lender}", LEND_OFFER, "offers", items)
+                   for lender, items in sorted(offers.items()))
+    if scenario.collateral is not None:
+        policy = [{"security": str(r["security_id"]).strip(), "haircut_pct": str(r["haircut_pct"]).strip()}
+                  for r in scenario.collateral.iter_rows(named=True)]
+        if len(policy) > JSON_ITEMS_MAX:
+            raise InputError(f"collateral.csv: more than {JSON_ITEMS_MAX} eligible securities")
+        out.append((CENTRAL_BANK, "setup-collateral", COLLATERAL_POLICY, "securities", policy))
+    return out
+
+
+def plan(scenario: Scenario, keys: Keys, cycle_days: int, settlement: dict[str, Any] | None = None) -> Iterator[Step]:
+    """Every block of the run, in order; ``settlement`` (the rules) goes into genesis when given."""
     calendar = BusinessCalendar.of(scenario.holidays)
     frame = schedule_trades(scenario.trades, calendar, cycle_days)
     frame = frame.with_columns(pl.lit("").alias(c) for c in OPTIONAL_COLUMNS if c not in frame.columns)
@@ -158,6 +193,8 @@ def plan(scenario: Scenario, keys: Keys, cycle_days: int) -> Iterator[Step]:
             ],
             "holidays": sorted(d.isoformat() for d in scenario.holidays),
         }
+        if settlement is not None:
+            cfg["settlement"] = settlement
         return [sign(seq, SEQUENCER, "genesis", Kind.genesis, encode_json(cfg))]
 
     yield Step(first, ("genesis",), genesis)
@@ -185,6 +222,7 @@ def plan(scenario: Scenario, keys: Keys, cycle_days: int) -> Iterator[Step]:
         (CSD, "setup-securities", Kind.register_securities, "securities", securities),
         (CSD, "setup-holdings", Kind.issue, "holdings", holdings),
         (CENTRAL_BANK, "setup-cash", Kind.deposit, "deposits", deposits),
+        *_lending_setup(scenario, {m["id"] for m in members}),
     ]
     chunks = [
         (who, f"{sid}-{k}", kind, name, items[start:start + JSON_ITEMS_MAX])
@@ -264,14 +302,25 @@ def run_scenario(
     data_dir: Path,
     cycle_days: int = 2,
     progress: Progress | None = None,
+    settlement: dict[str, Any] | None = None,
 ) -> Node:
-    """Run (or resume) the whole plan on the data directory's ledger; returns the node at its head."""
+    """Run (or resume) the whole plan on the data directory's ledger; returns the node at its head.
+
+    ``settlement`` is the genesis settlement configuration (``SettlementConfig.from_json`` form);
+    None leaves the default rules (net batch, DvP model 3). A resumed run must ask for the rules
+    its ledger was made with.
+    """
     keys = Keys(data_dir)
     for pid in scenario.participants["participant_id"].to_list():
         keys[str(pid).strip()]
     node = open_node(data_dir, progress)
-    steps = list(plan(scenario, keys, cycle_days))
+    steps = list(plan(scenario, keys, cycle_days, settlement))
     head = node.height
+    if head >= 0:
+        made_with = json.loads(node.store.block(0).submissions[0].payload).get("settlement")
+        if made_with != settlement:
+            raise InputError(f"the data directory's ledger was made with settlement rules {made_with}, "
+                             f"not {settlement}; use a new --data")
     if head >= len(steps):
         raise InputError("the data directory holds a longer ledger than this scenario makes")
     for height in range(head + 1):

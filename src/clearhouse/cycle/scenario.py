@@ -1,4 +1,5 @@
-"""A scenario: participants, securities, opening holdings and cash, trades, optional holidays.
+"""A scenario: participants, securities, opening holdings and cash, trades, optional holidays,
+optional lender offers and collateral policy.
 
 Read from a directory of CSV files with header rows (see the README), or built in memory by the
 synthetic market. Whole-file faults (a missing file or column) raise ``InputError``; faults of
@@ -30,6 +31,8 @@ class Scenario:
         cash: participant_id, currency, amount (opening central-bank cash, decimal text).
         trades: the trade batch columns as strings, plus an optional ``submitter``.
         holidays: non-business weekdays.
+        lenders: participant_id, security_id, quantity, fee_bps (securities lending offers), or None.
+        collateral: security_id, haircut_pct (securities the central bank takes as collateral), or None.
     """
 
     participants: pl.DataFrame
@@ -38,6 +41,8 @@ class Scenario:
     cash: pl.DataFrame
     trades: pl.DataFrame
     holidays: tuple[dt.date, ...] = ()
+    lenders: pl.DataFrame | None = None
+    collateral: pl.DataFrame | None = None
 
 
 def _read(path: Path, columns: tuple[str, ...], required: bool = True) -> pl.DataFrame:
@@ -84,6 +89,15 @@ def read_trades(path: Path) -> pl.DataFrame:
     return trades.with_columns(pl.col(c).cast(pl.Categorical) for c in LOW_CARDINALITY if c in trades.columns)
 
 
+LENDER_COLUMNS = ("participant_id", "security_id", "quantity", "fee_bps")
+COLLATERAL_COLUMNS = ("security_id", "haircut_pct")
+
+
+def _optional(path: Path, columns: tuple[str, ...]) -> pl.DataFrame | None:
+    """An optional table: None when its file is absent."""
+    return _read(path, columns) if path.exists() else None
+
+
 def load_scenario(directory: Path) -> Scenario:
     if not directory.is_dir():
         raise InputError(f"not a scenario directory: {directory}")
@@ -102,6 +116,8 @@ def load_scenario(directory: Path) -> Scenario:
         cash=_read(directory / "cash.csv", ("participant_id", "currency", "amount"), required=False),
         trades=read_trades(trades_path),
         holidays=holidays,
+        lenders=_optional(directory / "lenders.csv", LENDER_COLUMNS),
+        collateral=_optional(directory / "collateral.csv", COLLATERAL_COLUMNS),
     )
 
 
@@ -112,5 +128,8 @@ def write_scenario(scenario: Scenario, directory: Path) -> None:
     scenario.holdings.write_csv(directory / "holdings.csv")
     scenario.cash.write_csv(directory / "cash.csv")
     scenario.trades.write_csv(directory / "trades.csv")
+    for name, frame in (("lenders", scenario.lenders), ("collateral", scenario.collateral)):
+        if frame is not None:
+            frame.write_csv(directory / f"{name}.csv")
     if scenario.holidays:
         pl.DataFrame({"date": [d.isoformat() for d in scenario.holidays]}).write_csv(directory / "holidays.csv")

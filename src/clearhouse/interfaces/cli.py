@@ -56,12 +56,13 @@ def _verify(data: Path, show: bool) -> VerifyReport:
         store.close()
 
 
-def _run_and_report(scenario_loader: Any, data: Path, cycle: str, as_json: bool) -> dict[str, Any]:
+def _run_and_report(scenario_loader: Any, data: Path, cycle: str, as_json: bool,
+                    settlement: dict[str, Any] | None = None) -> dict[str, Any]:
     try:
         days = parse_cycle(cycle)
         scenario = scenario_loader()
         with progress_bars(not as_json) as bar:
-            node = run_scenario(scenario, data, days, progress=bar)
+            node = run_scenario(scenario, data, days, progress=bar, settlement=settlement)
         node.store.close()
         verified = _verify(data, not as_json)
         node_store = SqliteStore(data / LEDGER_FILE)
@@ -82,10 +83,33 @@ def run(
     scenario_dir: Annotated[Path, typer.Argument(help="Scenario directory of CSV files.")],
     data: DataOpt = DEFAULT_DATA,
     cycle: CycleOpt = "T+2",
+    dvp_model: Annotated[int, typer.Option(
+        "--dvp-model", min=1, max=3,
+        help="1: gross, trade by trade in real time; 2: gross securities, net cash per run; 3: net batch.")] = 3,
+    optimise: Annotated[bool, typer.Option(
+        "--optimise", help="Settle the most value when resources are short (integer program, LP bound).")] = False,
+    partial: Annotated[bool, typer.Option(
+        "--partial", help="Partial settlement, in whole lots, for instructions that allow it.")] = False,
+    min_partial_value: Annotated[int, typer.Option(
+        "--min-partial-value", min=0, help="Smallest value of a partial settlement, in minor units.")] = 0,
+    cancel_after: Annotated[int, typer.Option(
+        "--cancel-after", min=0, help="Cancel gross instructions failing N business days (0: never).")] = 0,
+    buy_in_after: Annotated[int, typer.Option(
+        "--buy-in-after", min=0, help="Flag deliveries failing N business days for buy-in (0: never).")] = 0,
+    lending: Annotated[bool, typer.Option(
+        "--lending", help="Borrow from lenders.csv offers to cover delivery shortfalls.")] = False,
+    auto_collateral: Annotated[bool, typer.Option(
+        "--auto-collateral", help="Central-bank intraday credit against collateral.csv securities.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a scenario through every business day of clearing and settlement (resumes if interrupted)."""
-    report = _run_and_report(lambda: load_scenario(scenario_dir), data, cycle, as_json)
+    chosen = {"dvp_model": dvp_model, "optimise": optimise, "partial": partial,
+              "min_partial_value": min_partial_value, "cancel_after_days": cancel_after,
+              "buy_in_after_days": buy_in_after, "lending": lending, "auto_collateral": auto_collateral}
+    defaults = {"dvp_model": 3, "min_partial_value": 0, "cancel_after_days": 0, "buy_in_after_days": 0}
+    rules = {k: v for k, v in chosen.items() if v != defaults.get(k, False)}
+    settlement = {"dvp_model": dvp_model, **rules} if rules else None
+    report = _run_and_report(lambda: load_scenario(scenario_dir), data, cycle, as_json, settlement)
     if as_json:
         _emit_json(report)
     else:
