@@ -294,8 +294,9 @@ class BookOutcome:
 
 @dataclass(frozen=True, slots=True)
 class PartyRecord:
-    """Outcomes of instructions the book settles itself (not CCP positions), one row per party
-    concerned, in the form reports read (same fields as the machine's cycle records).
+    """One settlement cycle's outcomes, one row per party concerned, as reports read them: the
+    machine's net batch against the CCP (one row per member and security) and the instructions the
+    book settles itself (a row for each party of a gross instruction).
 
     Attributes: day; member, security, quantity (> 0 receive), cash (> 0 receive), first_due,
     settled (bool, in full), reason (index into dvp.REASONS), settled_quantity, settled_cash.

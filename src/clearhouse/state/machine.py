@@ -38,6 +38,7 @@ from clearhouse.settlement.cycle import (
     BOOK_KINDS,
     AcceptedTrades,
     CycleInstructions,
+    PartyRecord,
     SettlementBook,
     SettlementConfig,
 )
@@ -190,28 +191,6 @@ class PendingTrades:
 
 
 @dataclass(slots=True)
-class CycleRecord:
-    """One settlement cycle's instructions and outcome (kept for reports; derived from the log).
-
-    Attributes:
-        day: the cycle's settlement day; member, security, quantity, cash, first_due: the
-        instructions; settled: True where settled in full; reason: index into
-        settlement.dvp.REASONS for the rest; settled_quantity, settled_cash: what moved.
-    """
-
-    day: int
-    member: np.ndarray
-    security: np.ndarray
-    quantity: np.ndarray
-    cash: np.ndarray
-    first_due: np.ndarray
-    settled: np.ndarray
-    reason: np.ndarray
-    settled_quantity: np.ndarray
-    settled_cash: np.ndarray
-
-
-@dataclass(slots=True)
 class History:
     """What reports read: every result and every netting and settlement outcome, from the log."""
 
@@ -221,7 +200,7 @@ class History:
     reference_rejected: list[ItemRejection] = field(default_factory=list)
     refused: list[Receipt] = field(default_factory=list)
     nettings: list[NetPositions] = field(default_factory=list)
-    cycles: list[CycleRecord] = field(default_factory=list)
+    cycles: list[PartyRecord] = field(default_factory=list)
 
 
 class StateMachine:
@@ -746,15 +725,12 @@ class StateMachine:
         full = (sq == batch.quantity) & (sc == batch.cash)
         none = (sq == 0) & (sc == 0) & ~full
         self.history.cycles.append(
-            CycleRecord(today, batch.member, batch.security, batch.quantity, batch.cash,
+            PartyRecord(today, batch.member, batch.security, batch.quantity, batch.cash,
                         batch.first_due, full, result.reason, sq, sc)
         )
         own = self.settlement.settle_own(today, self.sec_bal, self.cash_bal, self)
         if own is not None:
-            self.history.cycles.append(
-                CycleRecord(own.day, own.member, own.security, own.quantity, own.cash, own.first_due, own.settled,
-                            own.reason, own.settled_quantity, own.settled_cash)
-            )
+            self.history.cycles.append(own)
         n_ccy = len(self.currencies)
         summary = {
             "instructions": len(batch),
