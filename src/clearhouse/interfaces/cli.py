@@ -24,6 +24,7 @@ from clearhouse.interfaces.console import err, out, print_report, progress_bars
 from clearhouse.ledger.sqlite_store import SqliteStore
 from clearhouse.ledger.verify import VerifyReport, verify_store
 from clearhouse.market.synthetic import MarketSpec, generate_market
+from clearhouse.node.rows import holdings_view
 
 app = typer.Typer(
     add_completion=False,
@@ -209,21 +210,14 @@ def positions(
     store = SqliteStore(data / LEDGER_FILE)
     height, rows = store.state_rows(participant)
     head = store.head_height()
+    store_date = store.block(head).header.business_date if head >= 0 else ""
     store.close()
+    today = store_date
     body: dict[str, Any] = {"participant_id": participant, "height": head, "as_of_height": height,
-                            "securities": [], "cash": [], "open_positions": []}
-    for r in rows:
-        if r.table == "securities":
-            body["securities"].append({"security_id": r.asset, "quantity": int(r.value)})
-        elif r.table == "cash":
-            body["cash"].append({"currency": r.asset, "amount": r.value})
-        elif r.table == "position":
-            sec, due = r.asset.split("|")
-            qty, cash, ccy, first = r.value.split("|")
-            body["open_positions"].append({
-                "security_id": sec, "settlement_date": due, "quantity": int(qty), "cash": cash,
-                "currency": ccy, "first_due": first, "failing": first < due,
-            })
+                            **holdings_view(rows)}
+    for p in body["open_positions"]:
+        # failing: it has failed before (rolled from an earlier date) or its date has passed
+        p["failing"] = p["first_due"] < p["settlement_date"] or p["settlement_date"] < today
     if as_json:
         _emit_json(body)
         return

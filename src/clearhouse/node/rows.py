@@ -36,3 +36,22 @@ def state_rows(m: StateMachine) -> list[StateRow]:
         )
     rows.sort(key=lambda r: (r.table, r.owner, r.asset))
     return rows
+
+
+def holdings_view(rows: list[StateRow]) -> dict[str, list[dict[str, object]]]:
+    """A participant's rows as JSON-able lists: securities, cash, and open positions (with the day
+    each first fell due; whether one is failing depends on the caller's view of today)."""
+    view: dict[str, list[dict[str, object]]] = {"securities": [], "cash": [], "open_positions": []}
+    for r in rows:
+        if r.table == "securities":
+            view["securities"].append({"security_id": r.asset, "quantity": int(r.value)})
+        elif r.table == "cash":
+            view["cash"].append({"currency": r.asset, "amount": r.value})
+        elif r.table == "position":
+            sec, due = r.asset.split("|")
+            qty, cash, ccy, first = r.value.split("|")
+            view["open_positions"].append({
+                "security_id": sec, "settlement_date": due, "quantity": int(qty), "cash": cash,
+                "currency": ccy, "first_due": first,
+            })
+    return view

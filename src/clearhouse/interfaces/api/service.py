@@ -66,6 +66,7 @@ from clearhouse.ledger.merkle import merkle_proof
 from clearhouse.ledger.records import BlockHeader, Submission
 from clearhouse.ledger.verify import verify_store
 from clearhouse.node.node import Node
+from clearhouse.node.rows import holdings_view
 from clearhouse.settlement.dvp import REASONS
 from clearhouse.state.kinds import Kind, Role, encode_json
 from clearhouse.state.machine import CASH_LINE_PREFIX, Participant, Positions, StateMachine
@@ -586,21 +587,10 @@ class LedgerService:
             today = self.business_date.isoformat()
             settled_today = (self.ccp_id, f"settle-{today}") in self.machine.seen
             body: dict[str, Any] = {"participant_id": participant_id, "height": self.node.height,
-                                    "as_of_height": as_of, "securities": [], "cash": [],
-                                    "open_positions": []}
-        for r in rows:
-            if r.table == "securities":
-                body["securities"].append({"security_id": r.asset, "quantity": int(r.value)})
-            elif r.table == "cash":
-                body["cash"].append({"currency": r.asset, "amount": r.value})
-            elif r.table == "position":
-                sec, due = r.asset.split("|")
-                qty, cash, ccy, first = r.value.split("|")
-                body["open_positions"].append({
-                    "security_id": sec, "settlement_date": due, "quantity": int(qty), "cash": cash,
-                    "currency": ccy, "first_due": first,
-                    "failing": due < today or (due == today and settled_today),
-                })
+                                    "as_of_height": as_of, **holdings_view(rows)}
+        for p in body["open_positions"]:
+            due = p["settlement_date"]
+            p["failing"] = due < today or (due == today and settled_today)
         return body
 
     def obligations(self, participant_id: str) -> dict[str, Any]:
