@@ -55,6 +55,18 @@ LEDGER_FILE = "ledger.sqlite"
 Progress = Callable[[str, int, int], None]
 
 
+_DAY_SECONDS_FROM_7 = 17 * 3600  # seconds from 07:00:00 to midnight
+
+
+def block_timestamp(day: dt.date, n: int) -> str:
+    """The timestamp of a day's ``n``-th block (n >= 1), 07:00:00 + n seconds; past 23:59:59 the
+    further blocks count on in microseconds. Derived from the plan, never read from a clock, so the
+    same scenario gives the same ledger embedded, through the network or through the API."""
+    if n < _DAY_SECONDS_FROM_7:
+        return f"{day.isoformat()}T{7 + n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z"
+    return f"{day.isoformat()}T23:59:59.{n - _DAY_SECONDS_FROM_7 + 1:06d}Z"
+
+
 def parse_cycle(text: str) -> int:
     """'T+2' -> 2; T+0, T+1 and T+2 (and higher) are accepted."""
     match = re.fullmatch(r"\s*[Tt]\s*\+\s*(\d)\s*", text)
@@ -337,7 +349,7 @@ def run_scenario(
         for sub in step.build():
             node.submit(sub)
         n = per_day[step.day]
-        node.seal(step.day, f"{step.day.isoformat()}T{7 + n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z")
+        node.seal(step.day, block_timestamp(step.day, n))
         refused = [r for r in node.last_receipts if r.status != "accepted"]
         if refused:
             # a refused set-up or cut-off leaves nothing meaningful to run; a refused trade batch

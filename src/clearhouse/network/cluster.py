@@ -52,6 +52,7 @@ from clearhouse.cycle.run import (
     TRADES_PER_SUBMISSION,
     Keys,
     Step,
+    block_timestamp,
     plan,
     schedule_trades,
     sign,
@@ -437,11 +438,6 @@ async def network_head(js: JetStreamContext) -> BlockHeader | None:
     return decode_block_message(raw.data or b"")[0]
 
 
-def step_timestamp(day: dt.date, n: int) -> str:
-    """The timestamp of the ``n``-th block of a business day, as the embedded run gives it."""
-    return f"{day.isoformat()}T{7 + n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z"
-
-
 @dataclass(slots=True)
 class PlanPublisher:
     """Publishes a plan's steps: each step's submissions, then a seal request for its block."""
@@ -454,7 +450,7 @@ class PlanPublisher:
         for sub in step.build():
             await publish_submission(self.js, sub)
         self.per_day[step.day] = self.per_day.get(step.day, 0) + 1
-        await publish_seal(self.js, self.sequencer, step.day, step_timestamp(step.day, self.per_day[step.day]))
+        await publish_seal(self.js, self.sequencer, step.day, block_timestamp(step.day, self.per_day[step.day]))
 
 
 def plan_steps(data_dir: Path, scenario: Scenario, cycle_days: int) -> list[Step]:

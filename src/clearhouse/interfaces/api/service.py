@@ -39,7 +39,15 @@ from clearhouse.core.errors import ClearhouseError, InputError
 from clearhouse.core.exact import exact_bincount
 from clearhouse.core.money import format_minor
 from clearhouse.core.results import SubmissionStatus, TradeResult
-from clearhouse.cycle.run import EXCHANGE, LEDGER_FILE, SEQUENCER, TRADES_PER_SUBMISSION, open_node, sign
+from clearhouse.cycle.run import (
+    EXCHANGE,
+    LEDGER_FILE,
+    SEQUENCER,
+    TRADES_PER_SUBMISSION,
+    block_timestamp,
+    open_node,
+    sign,
+)
 from clearhouse.interfaces.api.errors import ApiError, not_found
 from clearhouse.interfaces.api.journal import JOURNAL_FILE, Journal
 from clearhouse.interfaces.api.messages import (
@@ -73,19 +81,8 @@ from clearhouse.state.machine import CASH_LINE_PREFIX, Participant, Positions, S
 
 PAYLOAD_MAX = 8 * 1024 * 1024
 NEXT_DAY_MAX = dt.timedelta(days=366)
-_PLAN_SECONDS = 61_200  # 07:00:00 + n seconds stays before midnight for n below this
-_DAY_BLOCKS_MAX = _PLAN_SECONDS + 999_998  # the last one at 23:59:59.999999
+_DAY_BLOCKS_MAX = 17 * 3600 + 999_998  # block_timestamp's last one of a day, 23:59:59.999999
 _TRADE_RESULTS = [r.name for r in TradeResult]
-
-
-def block_timestamp(day: dt.date, n: int) -> str:
-    """The n-th block of a business day (n >= 1): 07:00:00 + n s, as ``cycle.run`` stamps it.
-
-    Past 23:59:59 the further blocks of the day count on in microseconds.
-    """
-    if n < _PLAN_SECONDS:
-        return f"{day.isoformat()}T{7 + n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z"
-    return f"{day.isoformat()}T23:59:59.{n - _PLAN_SECONDS + 1:06d}Z"
 
 
 def decode_receipt(raw: bytes) -> tuple[dict[str, Any], bytes]:
