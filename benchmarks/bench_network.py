@@ -66,7 +66,7 @@ def _measure(data: Path, trades: int, members: int) -> dict[str, Any]:
             for sub in subs:
                 await publish_submission(js, sub)
             per_day[step.day] = per_day.get(step.day, 0) + 1
-            await publish_seal(js, sequencer, step.day, cluster.step_timestamp(step.day, per_day[step.day]))
+            await publish_seal(js, sequencer, step.day, cluster.block_timestamp(step.day, per_day[step.day]))
         return time.perf_counter()
 
     t0 = time.perf_counter()
