@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 from clearhouse.cycle.run import LEDGER_FILE, SEQUENCER, SYSTEM_ROLES, Keys
 from clearhouse.cycle.scenario import write_scenario
 from clearhouse.interfaces.cli import app
-from clearhouse.ledger.sqlite_store import header_from_bytes
+from clearhouse.ledger.records import header_from_bytes
 from clearhouse.market.synthetic import MarketSpec, generate_market
 
 KILLS = int(os.environ.get("CLEARHOUSE_CRASH_KILLS", "10"))

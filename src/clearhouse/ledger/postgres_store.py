@@ -13,14 +13,13 @@ nothing of clearhouse.network.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 
 from clearhouse.core.errors import StorageError
-from clearhouse.ledger.records import Block, Submission
-from clearhouse.ledger.sqlite_store import header_from_bytes
+from clearhouse.ledger.records import Block
+from clearhouse.ledger.sql_reads import SqlReads
 from clearhouse.ledger.store import Rejection, StateRow
 
 SCHEMA = """
@@ -80,7 +79,7 @@ def _s(raw: bytes | memoryview) -> str:
     return bytes(raw).decode("utf-8", "surrogatepass")
 
 
-class PostgresStore:
+class PostgresStore(SqlReads):
     """:class:`clearhouse.ledger.store.LedgerStore` on one PostgreSQL database.
 
     One connection, used by one thread at a time (a lock serialises calls, so a node may hand
@@ -98,7 +97,16 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise StorageError(f"cannot open the ledger database: {exc}") from exc
 
-    # -- reads ---------------------------------------------------------------------------------
+    # -- reads (the queries are SqlReads'; text is kept as bytes, see _b) ---------------------
+
+    MARK = "%s"
+    REJECTION_ORDER = "seq"
+
+    def _text_in(self, text: str) -> bytes:
+        return _b(text)
+
+    def _text_out(self, value: Any) -> str:
+        return _s(value)
 
     def _all(self, query: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -106,66 +114,6 @@ class PostgresStore:
                 return self._db.execute(query, args).fetchall()
             except psycopg.Error as exc:
                 raise StorageError(str(exc)) from exc
-
-    def _one(self, query: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
-        rows = self._all(query, args)
-        return rows[0] if rows else None
-
-    def head_height(self) -> int:
-        row = self._one("SELECT MAX(height) FROM blocks")
-        return -1 if row is None or row[0] is None else int(row[0])
-
-    def _submissions(self, height: int) -> tuple[Submission, ...]:
-        rows = self._all(
-            "SELECT submission_id, kind, submitter, payload, signature FROM submissions "
-            "WHERE height = %s ORDER BY idx",
-            (height,),
-        )
-        return tuple(Submission(_s(r[0]), _s(r[1]), _s(r[2]), bytes(r[3]), bytes(r[4])) for r in rows)
-
-    def block(self, height: int) -> Block:
-        row = self._one("SELECT header, signature FROM blocks WHERE height = %s", (height,))
-        if row is None:
-            raise StorageError(f"no block at height {height}")
-        return Block(header_from_bytes(bytes(row[0])), bytes(row[1]), self._submissions(height))
-
-    def blocks(self, start: int = 0) -> Iterator[Block]:
-        for height in range(start, self.head_height() + 1):
-            yield self.block(height)
-
-    def receipts(self, height: int) -> list[bytes]:
-        rows = self._all("SELECT data FROM receipts WHERE height = %s ORDER BY idx", (height,))
-        return [bytes(r[0]) for r in rows]
-
-    def rejections(self, submission_id: str | None = None, height: int | None = None) -> list[Rejection]:
-        query = "SELECT height, submission_id, item_id, reason FROM rejections WHERE TRUE"
-        args: tuple[Any, ...] = ()
-        if submission_id is not None:
-            query += " AND submission_id = %s"
-            args += (_b(submission_id),)
-        if height is not None:
-            query += " AND height = %s"
-            args += (height,)
-        rows = self._all(query + " ORDER BY seq", args)
-        return [Rejection(int(r[0]), _s(r[1]), _s(r[2]), _s(r[3])) for r in rows]
-
-    def submission_height(self, submission_id: str) -> int | None:
-        row = self._one("SELECT MIN(height) FROM submissions WHERE submission_id = %s", (_b(submission_id),))
-        return None if row is None or row[0] is None else int(row[0])
-
-    def state_rows(self, owner: str | None = None) -> tuple[int, list[StateRow]]:
-        height = int(self.get_meta("state_height") or -1)
-        query = "SELECT tbl, owner, asset, value FROM state"
-        args: tuple[Any, ...] = ()
-        if owner is not None:
-            query += " WHERE owner = %s"
-            args = (_b(owner),)
-        rows = self._all(query + " ORDER BY tbl, owner, asset", args)
-        return height, [StateRow(_s(r[0]), _s(r[1]), _s(r[2]), _s(r[3])) for r in rows]
-
-    def get_meta(self, key: str) -> str | None:
-        row = self._one("SELECT value FROM meta WHERE key = %s", (key,))
-        return None if row is None else str(row[0])
 
     # -- writes --------------------------------------------------------------------------------
 

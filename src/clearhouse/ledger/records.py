@@ -8,8 +8,10 @@ Imports clearhouse.core only.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
+from clearhouse.core.errors import StorageError
 from clearhouse.core.hashing import canonical_json, sha256
 from clearhouse.ledger.merkle import merkle_root
 
@@ -89,6 +91,24 @@ class BlockHeader:
 
     def hash(self) -> bytes:
         return sha256(b"clearhouse/block/v1", self.canonical())
+
+
+def header_from_bytes(raw: bytes) -> BlockHeader:
+    """Rebuild a header from its canonical bytes; a damaged header raises ``StorageError``."""
+    try:
+        d = json.loads(raw)
+        return BlockHeader(
+            height=int(d["height"]),
+            prev_hash=bytes.fromhex(d["prev_hash"]),
+            business_date=str(d["business_date"]),
+            timestamp=str(d["timestamp"]),
+            merkle_root=bytes.fromhex(d["merkle_root"]),
+            state_root=bytes.fromhex(d["state_root"]),
+            results_root=bytes.fromhex(d["results_root"]),
+            sequencer=str(d["sequencer"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StorageError(f"unreadable block header: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,7 @@ from clearhouse.core.hashing import sha256
 from clearhouse.ledger.crypto import verify_signature
 from clearhouse.ledger.merkle import MerkleProof, merkle_proof
 from clearhouse.ledger.merkle import verify_proof as verify_merkle
-from clearhouse.ledger.records import BlockHeader
-from clearhouse.ledger.sqlite_store import header_from_bytes
+from clearhouse.ledger.records import BlockHeader, header_from_bytes
 from clearhouse.ledger.store import LedgerStore
 from clearhouse.network.wire import Checkpoint
 from clearhouse.node.node import Node

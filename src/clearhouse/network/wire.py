@@ -35,8 +35,7 @@ from typing import Any, BinaryIO
 from clearhouse.core.errors import InputError, StorageError
 from clearhouse.core.hashing import canonical_json, sha256
 from clearhouse.ledger.crypto import KeyPair, verify_signature
-from clearhouse.ledger.records import Block, BlockHeader, Submission
-from clearhouse.ledger.sqlite_store import header_from_bytes
+from clearhouse.ledger.records import Block, BlockHeader, Submission, header_from_bytes
 
 LOG_STREAM = "CLEARHOUSE"
 LOG_SUBJECT = "clearhouse.log"
