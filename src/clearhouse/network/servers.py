@@ -248,7 +248,29 @@ class _NatsNode:
         return self.proc is not None and self.proc.poll() is None
 
 
-class NatsCluster:
+class _StartStop:
+    """A server handle used as a context manager: started on entry, stopped on exit."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class NatsCluster(_StartStop):
     """N clustered ``nats-server`` processes with JetStream, on loopback.
 
     ``start()`` (or entering the context manager) picks free ports, writes one configuration
@@ -372,18 +394,6 @@ class NatsCluster:
         )
         pid_file.unlink(missing_ok=True)
         return stopped
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- inspection ----------------------------------------------------------------------------
 
@@ -554,7 +564,7 @@ def _grant_search(path: Path) -> None:
             directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
 
 
-class PostgresServer:
+class PostgresServer(_StartStop):
     """A PostgreSQL server on a free loopback port, its cluster initialised under ``base_dir``.
 
     Layout: ``base_dir/pgdata`` (the data directory), ``base_dir/postgres.log`` (server output)
@@ -662,18 +672,6 @@ class PostgresServer:
         stopped = _stop_recorded(record["pid"], record["data_dir"], signal.SIGINT, timeout_s)
         pid_file.unlink(missing_ok=True)
         return stopped
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- use -----------------------------------------------------------------------------------
 
