@@ -375,3 +375,43 @@ def test_a_proof_holds_until_any_part_of_it_is_changed(tmp_path: Path) -> None:
     assert "malformed" in broken(lambda d: d.pop("merkle"))
     with pytest.raises(InputError, match="holds no"):
         make_proof(node, "CCP", security)
+
+
+def test_a_member_node_killed_at_random_moments_again_and_again_catches_up(network_data: Path,
+                                                                            tmp_path: Path) -> None:
+    """SIGKILL a member's node at seeded random moments while blocks keep coming, restart it each
+    time, and check that it ends at the embedded run's head, its store byte-identical and verified."""
+    data = network_data
+    info = cluster.up(data, members=1, store="sqlite", nodes=[CCP, CSD, "M000"])
+    nodes = list(info["nodes"])
+    scenario = generate_market(MarketSpec(members=4, securities=6, trades=4000, days=4, seed=5))
+    steps = cluster.plan_steps(data, scenario, 2)
+    embedded = _embedded(data, tmp_path, scenario)
+    last = len(steps) - 1
+    rng = random.Random(20261125)
+    kills = 0
+
+    async def publish_with_kills(nc: Any, js: JetStreamContext) -> None:
+        nonlocal kills
+        publisher = cluster.PlanPublisher(js, Keys(data)["SEQUENCER"], {})
+        for step in steps:
+            await publisher.publish(step)
+            if rng.random() < 0.6:
+                await asyncio.sleep(rng.uniform(0.0, 0.4))  # somewhere in the middle of applying
+                await asyncio.to_thread(cluster.stop_node, data, "M000", kill=True)
+                await asyncio.to_thread(cluster.start_node, data, "M000")
+                kills += 1
+
+    cluster.with_network(data, publish_with_kills)
+    assert kills >= 3
+    statuses = cluster.wait_height(data, nodes, last, WAIT_S)
+    for node_id, st in statuses.items():
+        assert (st["height"], st["head_hash"], st["state_root"]) == (
+            last, embedded.head_hash.hex(), embedded.machine.state_root().hex()), node_id
+        assert st["alarms"] == [], node_id
+    member_store = cluster.open_node_store(data, "M000")
+    try:
+        assert all(member_store.block(h) == embedded.store.block(h) for h in range(last + 1))
+        assert verify_store(member_store).verified
+    finally:
+        member_store.close()
