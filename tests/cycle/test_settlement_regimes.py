@@ -23,6 +23,7 @@ from tests.conftest import cli, write_scenario
 from clearhouse.cycle.report import build_report
 from clearhouse.cycle.run import run_scenario
 from clearhouse.cycle.scenario import Scenario
+from clearhouse.ledger.sqlite_store import SqliteStore
 from clearhouse.ledger.verify import verify_store
 
 THREE = "participant_id,name\nA,Broker A\nB,Broker B\nC,Broker C"
@@ -218,6 +219,13 @@ def test_a_borrow_covers_the_shortfall_and_is_returned_with_its_fee(tmp_path: Pa
     assert report["fails"] == []
     assert securities_of(report) == {("B", "X"): 1000, ("L", "X"): 5000}
     assert cash_of(report) == {"A": "59991.78", "B": "10000.00", "C": "50000.00", "L": "8.22"}
+    # the loan's grant and its return with the fee are in settlement receipts (under the results root)
+    store = SqliteStore(tmp_path / "d" / "ledger.sqlite")
+    events = [e for h in range(store.head_height() + 1) for raw in store.receipts(h)
+              for e in json.loads(raw[4:4 + int.from_bytes(raw[:4], "little")]).get("summary", {}).get("events", [])]
+    store.close()
+    assert [(e["event"], e["quantity"], e.get("fee")) for e in events if e.get("event", "").startswith("loan")] == [
+        ("loan", 1000, None), ("loan_returned", 1000, 822)], events
     # without lending the sale fails until A has the securities
     plain = run(sc, tmp_path / "p", "--dvp-model", model)
     assert plain["loans"] == [] and plain["fails"]

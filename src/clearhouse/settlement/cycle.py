@@ -461,6 +461,10 @@ class SettlementBook:
         events, self._events = self._events, []
         return events
 
+    def take_events(self) -> list[dict[str, Any]]:
+        """The events since the last hand-over, for the receipt of the submission under way."""
+        return self._take_events()
+
     # ---------------------------------------------------------------- the book's own kinds
 
     def apply(
@@ -782,8 +786,9 @@ class SettlementBook:
     def settle_own(self, day: int, securities: np.ndarray, cash: np.ndarray, accounts: Accounts) -> PartyRecord | None:
         """Settle the gross instructions due (models 1, 2), then end the run: repay credit, return loans.
 
-        Events of this step have no receipt to go to (the machine records the rows returned); they
-        are kept in :attr:`history` for reports.
+        Events of this step (loan returns, credit repaid or not, cancellations, buy-in flags) are
+        kept in :attr:`history` and handed to the machine by :meth:`take_events` for the
+        settlement run's receipt.
         """
         records = [self.realtime] if self.realtime is not None else []
         self.realtime = None
@@ -812,7 +817,6 @@ class SettlementBook:
         self._emit(day, *self.collateral.end_of_run(day, accounts))
         self._emit(day, *self.lending.end_of_run(day, accounts, self._needs, self.config.buy_in_after_days))
         self._needs = {}
-        self._events = []
         return _joined(records, day)
 
     def _gross_batch(self, g: GrossInstructions, day: int, accounts: Accounts) -> Decision:

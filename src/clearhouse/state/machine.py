@@ -731,6 +731,7 @@ class StateMachine:
         own = self.settlement.settle_own(today, self.sec_bal, self.cash_bal, self)
         if own is not None:
             self.history.cycles.append(own)
+        events = result.events + self.settlement.take_events()
         n_ccy = len(self.currencies)
         summary = {
             "instructions": len(batch),
@@ -740,7 +741,7 @@ class StateMachine:
             "settled_value": exact_bincount(ccy, np.abs(sc), n_ccy).tolist(),
             "failed_value": exact_bincount(ccy, np.abs(batch.cash - sc), n_ccy).tolist(),
             "rounds": result.rounds,
-            "events": result.events,
+            "events": events,
         }
         return summary, b"", [], S.accepted, ""
 
