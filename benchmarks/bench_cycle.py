@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import standalone  # benchmarks/standalone.py
 
 from clearhouse.clearing.netting import net_trades
 
@@ -132,4 +133,4 @@ def run(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
+    standalone.main(run, __doc__.splitlines()[0])

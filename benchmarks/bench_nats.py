@@ -13,10 +13,8 @@ Run: ``python benchmarks/bench_nats.py [--quick] [--out FILE]``; prints the figu
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import importlib.metadata
-import json
 import os
 import platform
 import subprocess
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import standalone  # benchmarks/standalone.py
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
@@ -179,17 +178,5 @@ def run(quick: bool = False) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer messages, for a smoke run")
-    parser.add_argument("--out", type=Path, help="also write the JSON figures to this file")
-    args = parser.parse_args()
-    figures = json.dumps(run(quick=args.quick), indent=2)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(figures + "\n")
-    print(figures)
-
-
 if __name__ == "__main__":
-    main()
+    standalone.main(run, __doc__.splitlines()[0], "fewer messages, for a smoke run")

@@ -14,13 +14,13 @@ Run: ``python benchmarks/bench_network.py [--quick]``; prints the figures as JSO
 
 from __future__ import annotations
 
-import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import standalone  # benchmarks/standalone.py
 
 from clearhouse.cycle.run import CCP, CSD, REGULATOR, SEQUENCER, Keys, Step, run_scenario
 from clearhouse.ledger.records import Submission
@@ -125,4 +125,4 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
+    standalone.main(run, __doc__.splitlines()[0])

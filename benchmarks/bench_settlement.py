@@ -24,16 +24,14 @@ docs/PERFORMANCE.md.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+import standalone  # benchmarks/standalone.py
 
 from clearhouse.settlement.optimize import InstructionSet, settle_max_value
 
@@ -218,17 +216,5 @@ def run(quick: bool = False) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="100,000 instructions")
-    parser.add_argument("--out", type=Path, help="also write the JSON to this file")
-    args = parser.parse_args()
-    text = json.dumps(run(quick=args.quick), indent=2)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
-
-
 if __name__ == "__main__":
-    main()
+    standalone.main(run, __doc__.splitlines()[0], "100,000 instructions")
