@@ -106,6 +106,22 @@ def _wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = WAIT_
         time.sleep(0.1)
 
 
+def _assert_at_embedded_head(data: Path, nodes: list[str], last: int, embedded: Node, member: str) -> None:
+    """Every node at the embedded run's height, head hash and state root with no alarm, and the
+    member's store holding the embedded run's blocks byte for byte, verifying."""
+    statuses = cluster.wait_height(data, nodes, last, WAIT_S)
+    for node_id, st in statuses.items():
+        assert (st["height"], st["head_hash"], st["state_root"]) == (
+            last, embedded.head_hash.hex(), embedded.machine.state_root().hex()), node_id
+        assert st["alarms"] == [], node_id
+    member_store = cluster.open_node_store(data, member)
+    try:
+        assert all(member_store.block(h) == embedded.store.block(h) for h in range(last + 1))
+        assert verify_store(member_store).verified
+    finally:
+        member_store.close()
+
+
 def test_a_day_through_the_cluster_equals_the_embedded_run(network_data: Path, tmp_path: Path) -> None:
     data = network_data
     info = cluster.up(data, members=1)
@@ -131,19 +147,7 @@ def test_a_day_through_the_cluster_equals_the_embedded_run(network_data: Path, t
     cluster.with_network(data, publish_all)
     assert killed
     cluster.start_node(data, "M000")
-    statuses = cluster.wait_height(data, nodes, last, WAIT_S)
-    for node_id, st in statuses.items():
-        assert (st["height"], st["head_hash"], st["state_root"]) == (
-            last, embedded.head_hash.hex(), embedded.machine.state_root().hex()), node_id
-        assert st["alarms"] == [], node_id
-
-    # the restarted member's store holds the embedded run's blocks, byte for byte, and verifies
-    member_store = cluster.open_node_store(data, "M000")
-    try:
-        assert all(member_store.block(h) == embedded.store.block(h) for h in range(last + 1))
-        assert verify_store(member_store).verified
-    finally:
-        member_store.close()
+    _assert_at_embedded_head(data, nodes, last, embedded, "M000")
 
     # a resubmitted batch: within the de-duplication window the stream stores it once; sent
     # again under another message id (as after the window) the ledger answers `exists`
@@ -404,14 +408,4 @@ def test_a_member_node_killed_at_random_moments_again_and_again_catches_up(netwo
 
     cluster.with_network(data, publish_with_kills)
     assert kills >= 3
-    statuses = cluster.wait_height(data, nodes, last, WAIT_S)
-    for node_id, st in statuses.items():
-        assert (st["height"], st["head_hash"], st["state_root"]) == (
-            last, embedded.head_hash.hex(), embedded.machine.state_root().hex()), node_id
-        assert st["alarms"] == [], node_id
-    member_store = cluster.open_node_store(data, "M000")
-    try:
-        assert all(member_store.block(h) == embedded.store.block(h) for h in range(last + 1))
-        assert verify_store(member_store).verified
-    finally:
-        member_store.close()
+    _assert_at_embedded_head(data, nodes, last, embedded, "M000")
