@@ -605,14 +605,22 @@ def load_json(source: str | bytes) -> dict[str, Any]:
     return document
 
 
+def _document_trade(
+    document: Mapping[str, Any] | str | bytes, refusal: str
+) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """The document as a mapping, and the trade in it (the document itself when it is a bare trade)."""
+    data = load_json(document) if isinstance(document, str | bytes) else document
+    trade = data.get("trade", data)
+    if not isinstance(trade, Mapping) or "product" not in trade:
+        raise InputError(refusal)
+    return data, trade
+
+
 def parse_trade_state(
     document: Mapping[str, Any] | str | bytes, *, business_centers: BusinessCenterRefs | None = None
 ) -> CdmTradeState:
     """Read a CDM ``TradeState`` (or a bare ``Trade``) into a :class:`CdmTradeState`."""
-    data = load_json(document) if isinstance(document, str | bytes) else document
-    trade = data.get("trade", data)
-    if not isinstance(trade, Mapping) or "product" not in trade:
-        raise InputError("not a CDM TradeState or Trade: no trade.product")
+    data, trade = _document_trade(document, "not a CDM TradeState or Trade: no trade.product")
     with _reading("trade state"):
         terms = _TradeReader(trade, business_centers or {}).terms()
         state = data.get("state") or {}
@@ -633,10 +641,7 @@ def parse_swap_terms(
     document: Mapping[str, Any] | str | bytes, *, business_centers: BusinessCenterRefs | None = None
 ) -> SwapTerms:
     """Read the swap terms of a ``TradeState``, a ``Trade`` or an execution instruction."""
-    data = load_json(document) if isinstance(document, str | bytes) else document
-    trade = data.get("trade", data)
-    if not isinstance(trade, Mapping) or "product" not in trade:
-        raise InputError("not a CDM TradeState, Trade or execution instruction: no product")
+    _, trade = _document_trade(document, "not a CDM TradeState, Trade or execution instruction: no product")
     with _reading("trade"):
         return _TradeReader(trade, business_centers or {}).terms()
 
